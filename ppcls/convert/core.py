@@ -1,0 +1,190 @@
+"""Official PyTorch checkpoint -> Paddle state dict.
+
+The Paddle models keep the official module names, so conversion is mostly generic:
+unwrap ``state_dict`` / strip ``module.``, drop ``num_batches_tracked``, rename BN statistics
+(``running_mean`` -> ``_mean``, ``running_var`` -> ``_variance``) and transpose Linear weights
+(PyTorch stores [out, in], Paddle [in, out]). What differs per family (dead layers, shared
+tensors, another naming such as timm's) is a small ``Rules`` entry registered by the family's
+module in this package. The core works on ``{name: numpy array}``: no PyTorch needed.
+"""
+import os
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class ConversionError(ValueError):
+    """A checkpoint that does not fit the architecture; the message lists every bad key."""
+
+
+@dataclass
+class Rules:
+    """How one family's official names become ours.
+
+    drop:   [(regex, reason)] official keys that have no counterpart on purpose (e.g. DLA's
+            dead ``project`` layers); they are counted and reported, never silently lost.
+    rename: [(regex, replacement)] applied in order with ``re.sub`` to every kept key.
+    head:   our name of the classifier weight; its first dimension gives the class count.
+    """
+    drop: list = field(default_factory=list)
+    rename: list = field(default_factory=list)
+    head: str = "fc.weight"
+
+
+_RULES = []  # [(compiled arch regex, Rules)]
+
+
+def register_rules(arch_pattern, rules):
+    """Register ``rules`` for every architecture whose name fully matches ``arch_pattern``."""
+    _RULES.append((re.compile(arch_pattern), rules))
+
+
+def rules_for(arch):
+    for pattern, rules in _RULES:
+        if pattern.fullmatch(arch):
+            return rules
+    raise ConversionError(f"no conversion rules for architecture {arch!r}: "
+                          f"add a Rules entry in ppcls/convert/ for its family")
+
+
+_WRAPPERS = ("state_dict", "model", "model_state_dict", "net")
+
+
+def normalise_source(obj, source="checkpoint"):
+    """Unwrap a training checkpoint and return ``{name: float ndarray}`` without the
+    ``module.`` prefix of DataParallel and without ``num_batches_tracked`` counters."""
+    for key in _WRAPPERS:
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict):
+        raise ConversionError(f"{source}: expected a dict of tensors, got {type(obj).__name__}")
+    out = {}
+    for name, value in obj.items():
+        if name.startswith("module."):
+            name = name[len("module."):]
+        if name.endswith("num_batches_tracked"):
+            continue
+        if hasattr(value, "detach"):             # a torch tensor
+            value = value.detach().cpu().numpy()
+        value = np.asarray(value)
+        if not np.issubdtype(value.dtype, np.number):
+            raise ConversionError(f"{source}: entry {name!r} is not a numeric tensor")
+        out[name] = value
+    if not out:
+        raise ConversionError(f"{source}: no tensors found")
+    return out
+
+
+def _to_paddle_name(name):
+    return re.sub(r"running_mean$", "_mean", re.sub(r"running_var$", "_variance", name))
+
+
+def apply_rules(arch, src):
+    """Drop and rename official keys. Returns (renamed dict, {reason: [dropped keys]})."""
+    rules = rules_for(arch)
+    dropped, kept = {}, {}
+    for name, value in src.items():
+        reason = next((r for pat, r in rules.drop if re.search(pat, name)), None)
+        if reason is not None:
+            dropped.setdefault(reason, []).append(name)
+            continue
+        for pat, repl in rules.rename:
+            name = re.sub(pat, repl, name)
+        name = _to_paddle_name(name)
+        if name in kept:
+            raise ConversionError(f"two official keys map to {name!r}: check the rename rules")
+        kept[name] = value
+    return kept, dropped
+
+
+def infer_class_dim(arch, renamed):
+    head = rules_for(arch).head
+    if head not in renamed:
+        raise ConversionError(f"classifier weight {head!r} not found in the checkpoint; "
+                              f"is it a {arch} checkpoint?")
+    return int(renamed[head].shape[0])
+
+
+def linear_weight_names(model):
+    import paddle.nn as nn
+    return {f"{name}.weight" if name else "weight"
+            for name, layer in model.named_sublayers(include_self=True)
+            if isinstance(layer, nn.Linear)}
+
+
+def match_to_model(model, renamed, source="checkpoint"):
+    """Fit renamed official tensors to ``model``'s state dict: transpose Linear weights, check
+    that every key is used exactly once and every shape matches, else raise listing them all."""
+    target = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    linear = linear_weight_names(model)
+    out, problems = {}, []
+    for name, shape in target.items():
+        if name not in renamed:
+            problems.append(f"missing in {source}: {name} {list(shape)}")
+            continue
+        value = renamed[name]
+        if name in linear and value.ndim == 2:
+            value = value.T
+        if tuple(value.shape) != shape:
+            problems.append(f"shape mismatch for {name}: {source} has {list(value.shape)}, "
+                            f"model expects {list(shape)}")
+            continue
+        out[name] = np.ascontiguousarray(value, dtype=np.float32)
+    unexpected = sorted(set(renamed) - set(target))
+    problems += [f"unexpected in {source}: {name} {list(renamed[name].shape)}" for name in unexpected]
+    if problems:
+        shown = "\n  ".join(problems[:30])
+        more = f"\n  ... and {len(problems) - 30} more" if len(problems) > 30 else ""
+        raise ConversionError(f"{source} does not fit {type(model).__name__} "
+                              f"({len(problems)} problem(s)):\n  {shown}{more}")
+    return out
+
+
+def convert_state_dict(arch, src, class_dim=None, source="checkpoint", **model_kwargs):
+    """Official ``{name: ndarray}`` -> (Paddle ``{name: ndarray}``, report dict).
+
+    The architecture is built (on CPU, once) to learn the target names and shapes; the class
+    count comes from the checkpoint's classifier unless ``class_dim`` is given.
+    """
+    from ..modeling import build_model
+    src = normalise_source(src, source)
+    renamed, dropped = apply_rules(arch, src)
+    if class_dim is None:
+        class_dim = infer_class_dim(arch, renamed)
+    model = build_model(arch, class_dim=class_dim, **model_kwargs)
+    out = match_to_model(model, renamed, source)
+    report = {"arch": arch, "class_dim": class_dim, "converted": len(out),
+              "dropped": {reason: len(keys) for reason, keys in dropped.items()}}
+    return out, report
+
+
+def load_source(path):
+    """Read an official checkpoint: ``.pth``/``.pth.tar``/``.pt`` (PyTorch, imported only here and
+    only with ``weights_only=True``), ``.npz`` or ``.safetensors``."""
+    if not os.path.isfile(path):
+        raise ConversionError(f"weights file not found: {path}")
+    lower = path.lower()
+    if lower.endswith(".npz"):
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    if lower.endswith(".safetensors"):
+        try:
+            from safetensors.numpy import load_file
+        except ImportError as e:
+            raise ConversionError("reading .safetensors needs `pip install safetensors`") from e
+        return load_file(path)
+    if lower.endswith((".pth", ".pth.tar", ".pt", ".tar", ".bin")):
+        try:
+            import torch
+        except ImportError as e:
+            raise ConversionError(
+                f"{path} is a PyTorch file: install PyTorch to read it (pip install torch), "
+                f"or convert it to .npz/.safetensors elsewhere") from e
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - torch raises many kinds for bad files
+            raise ConversionError(f"cannot read {path} as a PyTorch checkpoint "
+                                  f"(weights_only=True): {e}") from e
+    raise ConversionError(f"unknown weights format for {path}: use .pth/.pth.tar, .npz or .safetensors")

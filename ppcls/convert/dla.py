@@ -1,0 +1,1 @@
+"""Conversion rules (family not yet ported)."""

@@ -1,0 +1,81 @@
+"""Blocks shared by several families.
+
+Layer attribute names follow the official PyTorch code (``conv``, ``0``/``1``/``2`` inside
+Sequentials) so that official checkpoints convert by name, not by position.
+"""
+import math
+
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+
+def make_divisible(value, divisor=8, min_value=None):
+    """Round ``value`` to the nearest multiple of ``divisor``, never going below 90% of it
+    (the rule of the TF MobileNet code that torchvision, ReXNet-lite and ECA copy)."""
+    min_value = min_value or divisor
+    new_value = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if new_value < 0.9 * value:
+        new_value += divisor
+    return new_value
+
+
+def conv_bn_act(in_ch, out_ch, kernel_size=3, stride=1, padding=None, groups=1, act=None):
+    """``Sequential(conv, bn[, act])`` with children named 0/1/2, as torchvision's ConvBNReLU."""
+    if padding is None:
+        padding = (kernel_size - 1) // 2
+    layers = [nn.Conv2D(in_ch, out_ch, kernel_size, stride=stride, padding=padding,
+                        groups=groups, bias_attr=False),
+              nn.BatchNorm2D(out_ch)]
+    if act is not None:
+        layers.append(act() if isinstance(act, type) else act)
+    return nn.Sequential(*layers)
+
+
+class ECA(nn.Layer):
+    """Efficient channel attention: GAP -> Conv1d(1, 1, k) across channels -> sigmoid -> scale.
+
+    ``k_size`` is the fixed per-stage kernel of the released ECA models (not the adaptive
+    formula). The parameter is named ``conv.weight`` [1, 1, k] like the official eca_layer.
+    """
+
+    def __init__(self, channels=None, k_size=3):
+        super().__init__()
+        self.k_size = k_size
+        self.conv = nn.Conv1D(1, 1, k_size, padding=(k_size - 1) // 2, bias_attr=False)
+
+    def forward(self, x):
+        y = x.mean(axis=[2, 3])                     # N, C
+        y = self.conv(y.unsqueeze(1))               # N, 1, C
+        y = F.sigmoid(y).squeeze(1)
+        return x * y.unsqueeze(-1).unsqueeze(-1)
+
+
+def kaiming_normal_fan_out_(layer):
+    """torchvision's ``kaiming_normal_(mode='fan_out', nonlinearity='relu')`` for convs,
+    BN weight 1 / bias 0; used by the ResNet-derived families for training from scratch."""
+    for sub in layer.sublayers(include_self=True):
+        if isinstance(sub, (nn.Conv2D, nn.Conv2DTranspose)):
+            w = sub.weight
+            # torch takes fan_out from dim 0 of the weight, for transposed convs too.
+            fan_out = w.shape[0] * w.shape[2] * w.shape[3]
+            std = math.sqrt(2.0 / fan_out)
+            w.set_value(paddle.normal(0.0, std, w.shape).astype(w.dtype))
+        elif isinstance(sub, (nn.BatchNorm2D, nn.BatchNorm1D, nn.BatchNorm)):
+            sub.weight.set_value(paddle.ones_like(sub.weight))
+            sub.bias.set_value(paddle.zeros_like(sub.bias))
+
+
+class DropPath(nn.Layer):
+    """Stochastic depth per sample (identity at eval or when ``drop_prob`` is 0)."""
+
+    def __init__(self, drop_prob=0.0):
+        super().__init__()
+        self.drop_prob = float(drop_prob)
+
+    def forward(self, x):
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.drop_prob
+        mask = paddle.bernoulli(paddle.full([x.shape[0]] + [1] * (x.ndim - 1), keep, x.dtype))
+        return x / keep * mask
