@@ -1,0 +1,75 @@
+"""Data: datasets, per-sample transforms, batch mixing and the loader."""
+import numpy as np
+import paddle
+
+from .dataset import ClassificationDataset, DatasetError, read_label_list  # noqa: F401
+from .mix import BatchMixer  # noqa: F401
+
+
+class EpochBatchSampler(paddle.io.BatchSampler):
+    """Shards a dataset over ``world_size`` ranks; shuffles with ``seed + epoch`` when training.
+
+    Evaluation pads the index list (repeating its start) so that every rank runs the same
+    number of batches; the evaluator drops the repeats by sample index, so the metrics are
+    exactly those of the whole set whatever the number of workers.
+    """
+
+    def __init__(self, num_samples, batch_size, rank=0, world_size=1, shuffle=False,
+                 drop_last=False, seed=0):
+        self.num_samples, self.batch_size = num_samples, batch_size
+        self.rank, self.world_size = rank, world_size
+        self.shuffle, self.drop_last, self.seed = shuffle, drop_last, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def _indices(self):
+        idx = np.arange(self.num_samples)
+        if self.shuffle:
+            idx = np.random.RandomState(self.seed + self.epoch).permutation(self.num_samples)
+        per_rank = -(-self.num_samples // self.world_size)
+        pad = per_rank * self.world_size - self.num_samples
+        if pad:
+            idx = np.concatenate([idx, idx[:pad]])
+        return idx[self.rank::self.world_size]
+
+    def __iter__(self):
+        idx = self._indices()
+        for start in range(0, len(idx), self.batch_size):
+            batch = idx[start:start + self.batch_size]
+            if len(batch) < self.batch_size and self.drop_last:
+                return
+            yield batch.tolist()
+
+    def __len__(self):
+        n = -(-self.num_samples // self.world_size)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+
+def per_device_batch(global_batch, world_size, section):
+    if global_batch < world_size:
+        raise DatasetError(f"{section}.batch_size={global_batch} is smaller than the number of "
+                           f"workers ({world_size}); batch_size is the global batch")
+    if global_batch % world_size:
+        raise DatasetError(f"{section}.batch_size={global_batch} is not divisible by the "
+                           f"{world_size} workers; batch_size is the global batch")
+    return global_batch // world_size
+
+
+def build_dataloader(section_cfg, section, classes_num, train, seed=0, rank=0, world_size=1,
+                     places=None):
+    """(DataLoader, dataset, sampler) for one TRAIN/VALID section of a recipe."""
+    dataset = ClassificationDataset(section_cfg["data_dir"], section_cfg["file_list"],
+                                    section_cfg["transforms"], classes_num, seed=seed)
+    batch = per_device_batch(section_cfg["batch_size"], world_size, section)
+    if train and len(dataset) < section_cfg["batch_size"]:
+        raise DatasetError(f"{section}: {len(dataset)} images but a global batch of "
+                           f"{section_cfg['batch_size']}; lower {section}.batch_size")
+    sampler = EpochBatchSampler(len(dataset), batch, rank, world_size, shuffle=train,
+                                drop_last=train, seed=section_cfg["shuffle_seed"])
+    loader = paddle.io.DataLoader(dataset, batch_sampler=sampler, places=places,
+                                  num_workers=section_cfg["num_workers"],
+                                  use_shared_memory=section_cfg["num_workers"] > 0,
+                                  return_list=True)
+    return loader, dataset, sampler

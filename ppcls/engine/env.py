@@ -1,0 +1,79 @@
+"""Run environment: ranks, device, threads, seeds. Chosen at run time, so one code path serves
+CPU, one GPU and ``paddle.distributed.launch`` on GPUs or CPU processes (gloo)."""
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import paddle
+import paddle.distributed as dist
+
+
+@dataclass
+class RunEnv:
+    rank: int
+    world_size: int
+    local_size: int
+    device: str
+    threads: int
+
+
+def local_world_size():
+    """Processes of this run on this machine (paddle.distributed.launch sets the env)."""
+    for key in ("PADDLE_LOCAL_SIZE", "PADDLE_NPROC_PER_NODE"):
+        if os.environ.get(key, "").isdigit():
+            return max(1, int(os.environ[key]))
+    trainers = os.environ.get("PADDLE_TRAINERS_NUM", "")
+    nnodes = os.environ.get("PADDLE_NNODES", "1")
+    if trainers.isdigit() and nnodes.isdigit():
+        return max(1, int(trainers) // max(1, int(nnodes)))
+    return 1
+
+
+def available_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def default_threads():
+    return max(1, available_cores() // local_world_size())
+
+
+def set_cpu_threads(n):
+    """Intra-op threads for Paddle's CPU kernels (its default is one)."""
+    n = int(n) if n else default_threads()
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    paddle.framework.core.set_num_threads(n)
+    return n
+
+
+def gpu_available():
+    return paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+
+
+def init_env(use_gpu="auto", cpu_threads=0, seed=None):
+    world_size = int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
+    if use_gpu is True and not gpu_available():
+        raise RuntimeError("use_gpu is True but Paddle sees no GPU (is paddlepaddle-gpu installed "
+                           "and CUDA_VISIBLE_DEVICES set?); set use_gpu: auto to fall back to CPU")
+    on_gpu = gpu_available() if use_gpu == "auto" else bool(use_gpu)
+    if on_gpu:
+        local_rank = int(os.environ.get("PADDLE_LOCAL_RANK", os.environ.get("FLAGS_selected_gpus", "0").split(",")[0] or 0))
+        device = paddle.set_device(f"gpu:{local_rank}")
+    else:
+        device = paddle.set_device("cpu")
+    threads = set_cpu_threads(cpu_threads) if not on_gpu else 0
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_parallel_env()
+    rank = dist.get_rank() if world_size > 1 else 0
+    if seed is not None:
+        seed_everything(seed + rank)
+    return RunEnv(rank, world_size, local_world_size(), str(device), threads)
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    paddle.seed(seed)

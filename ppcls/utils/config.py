@@ -1,0 +1,353 @@
+"""Recipe files: YAML in the PaddleClas release/2.0 layout, validated before anything runs.
+
+* ``yaml.safe_load`` only; ``-o key=value`` overrides parse the value as a YAML scalar/list.
+* Every key is checked against ``SCHEMA``: unknown keys, wrong types and missing required keys
+  fail at start with the key, the file and a suggestion (``ConfigError``).
+* Sections whose parameters belong to a function (LEARNING_RATE, OPTIMIZER, transforms, mix)
+  are checked against that function's signature by the module that owns it.
+"""
+import copy
+import difflib
+import os
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A recipe problem; the message names the file, the key and the fix."""
+
+
+# ---------------------------------------------------------------------------- field types
+class Field:
+    def __init__(self, default=None, required=False, help=""):
+        self.default, self.required, self.help = default, required, help
+
+    def check(self, value, where):
+        return value
+
+
+class Bool(Field):
+    def check(self, value, where):
+        if isinstance(value, bool):
+            return value
+        raise where.error(f"expected true/false, got {value!r}")
+
+
+class Int(Field):
+    def __init__(self, default=None, min=None, **kw):
+        super().__init__(default, **kw)
+        self.min = min
+
+    def check(self, value, where):
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise where.error(f"expected an integer, got {value!r}")
+        if self.min is not None and value < self.min:
+            raise where.error(f"must be >= {self.min}, got {value}")
+        return value
+
+
+class Float(Field):
+    def __init__(self, default=None, min=None, max=None, **kw):
+        super().__init__(default, **kw)
+        self.min, self.max = min, max
+
+    def check(self, value, where):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise where.error(f"expected a number, got {value!r}")
+        value = float(value)
+        if self.min is not None and value < self.min:
+            raise where.error(f"must be >= {self.min}, got {value}")
+        if self.max is not None and value > self.max:
+            raise where.error(f"must be <= {self.max}, got {value}")
+        return value
+
+
+class Str(Field):
+    def check(self, value, where):
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise where.error(f"expected a string (quote it), got {value!r}")
+        return value
+
+
+class Choice(Field):
+    def __init__(self, choices, default=None, **kw):
+        super().__init__(default, **kw)
+        self.choices = choices
+
+    def check(self, value, where):
+        if value not in self.choices:
+            hint = difflib.get_close_matches(str(value), [str(c) for c in self.choices], 1)
+            raise where.error(f"must be one of {self.choices}, got {value!r}"
+                              + (f"; did you mean {hint[0]!r}?" if hint else ""))
+        return value
+
+
+class IntList(Field):
+    def __init__(self, default=None, length=None, **kw):
+        super().__init__(default, **kw)
+        self.length = length
+
+    def check(self, value, where):
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise where.error(f"expected a list of integers, got {value!r}")
+        if self.length is not None and len(value) != self.length:
+            raise where.error(f"expected {self.length} integers, got {len(value)}")
+        return list(value)
+
+
+class AnyDict(Field):
+    """A mapping whose keys another module checks (model params, function params)."""
+
+    def check(self, value, where):
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise where.error(f"expected a mapping, got {value!r}")
+        return value
+
+
+class OpList(Field):
+    """``[- OpName: {params}]`` lists (transforms, mix); ops are checked by their owner."""
+
+    def check(self, value, where):
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise where.error("expected a list of `- OpName: {params}` entries")
+        ops = []
+        for i, item in enumerate(value):
+            if isinstance(item, str):
+                item = {item: None}
+            if not isinstance(item, dict) or len(item) != 1:
+                raise where.error(f"entry {i} must be a single `OpName: {{params}}` mapping, got {item!r}")
+            (name, params), = item.items()
+            if params is not None and not isinstance(params, dict):
+                raise where.error(f"entry {i} ({name}): parameters must be a mapping, got {params!r}")
+            ops.append({name: params or {}})
+        return ops
+
+
+class Section(Field):
+    def __init__(self, fields, required=False, help=""):
+        super().__init__(None, required, help)
+        self.fields = fields
+
+    def check(self, value, where):
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise where.error(f"expected a mapping, got {value!r}")
+        return _check_fields(self.fields, value, where)
+
+
+# ---------------------------------------------------------------------------- the schema
+def _data_section(required):
+    return Section({
+        "batch_size": Int(required=True, min=1, help="GLOBAL batch, divided over the workers"),
+        "num_workers": Int(4, min=0),
+        "file_list": Str(""),
+        "data_dir": Str(required=True),
+        "shuffle_seed": Int(0),
+        "transforms": OpList(required=True),
+        "mix": OpList([]),
+        "label_list": Str(""),
+    }, required=required)
+
+
+SCHEMA = {
+    "mode": Choice(["train", "valid"], "train"),
+    "ARCHITECTURE": Section({"name": Str(required=True), "params": AnyDict({})}, required=True),
+    "pretrained_model": Str(""),
+    "load_static_weights": Bool(False),
+    "checkpoints": Str(""),
+    "resume": Choice(["", "auto"], "", help="auto: continue from the newest complete checkpoint"),
+    "last_epoch": Int(-1),
+    "model_save_dir": Str("./output/"),
+    "classes_num": Int(required=True, min=1),
+    "total_images": Int(0, min=0),
+    "save_interval": Int(1, min=1),
+    "validate": Bool(True),
+    "valid_interval": Int(1, min=1),
+    "epochs": Int(required=True, min=1),
+    "topk": Int(5, min=1),
+    "image_shape": IntList([3, 224, 224], length=3),
+    "use_mix": Bool(False),
+    "ls_epsilon": Float(0.0, min=-1.0, max=1.0),
+    "use_distillation": Bool(False),
+    "print_interval": Int(10, min=1),
+    "vdl_dir": Str(""),
+    "seed": Int(None),
+    "deterministic": Bool(False),
+    "cpu_threads": Int(0, min=0, help="0: cores / local workers"),
+    "use_static_eval": Bool(True),
+    "max_bad_images": Float(0.01, min=0.0),
+    "nan_policy": Choice(["stop", "skip"], "stop"),
+    "nan_max_skips": Int(10, min=0),
+    "use_gpu": Choice(["auto", True, False], "auto"),
+    "save_inference_dir": Str("./inference/"),
+    "LEARNING_RATE": Section({"function": Str(required=True), "params": AnyDict({})},
+                             required=True),
+    "OPTIMIZER": Section({"function": Str(required=True), "params": AnyDict({}),
+                          "regularizer": AnyDict({})}, required=True),
+    "TRAIN": _data_section(required=False),
+    "VALID": _data_section(required=False),
+}
+
+
+class _Where:
+    def __init__(self, source, path=""):
+        self.source, self.path = source, path
+
+    def child(self, key):
+        return _Where(self.source, f"{self.path}.{key}" if self.path else str(key))
+
+    def error(self, msg):
+        return ConfigError(f"{self.source}: {self.path or '<top level>'}: {msg}")
+
+
+def _check_fields(fields, data, where):
+    out = {}
+    for key in data:
+        if key not in fields:
+            hint = difflib.get_close_matches(str(key), list(fields), 1, 0.6)
+            raise where.child(key).error(
+                "unknown key" + (f"; did you mean {hint[0]!r}?" if hint
+                                 else f"; allowed here: {', '.join(sorted(fields))}"))
+    for key, field in fields.items():
+        sub = where.child(key)
+        if key in data:
+            out[key] = field.check(data[key], sub)
+        elif field.required:
+            raise sub.error("required key is missing" + (f" ({field.help})" if field.help else ""))
+        elif isinstance(field, Section):
+            out[key] = None
+        else:
+            out[key] = copy.deepcopy(field.default)
+    return out
+
+
+# ---------------------------------------------------------------------------- loading
+class AttrDict(dict):
+    """dict with attribute access (``cfg.TRAIN.batch_size``), as PaddleClas configs have."""
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError as e:
+            raise AttributeError(key) from e
+
+    def __setattr__(self, key, value):
+        self[key] = value
+
+
+def _to_attr(obj):
+    if isinstance(obj, dict):
+        return AttrDict({k: _to_attr(v) for k, v in obj.items()})
+    if isinstance(obj, list):
+        return [_to_attr(v) for v in obj]
+    return obj
+
+
+def parse_override(text):
+    """``TRAIN.batch_size=64`` -> (['TRAIN', 'batch_size'], 64); YAML scalar/list, never eval."""
+    if "=" not in text:
+        raise ConfigError(f"-o {text!r}: expected key=value (e.g. -o TRAIN.batch_size=64)")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"-o {text!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"-o {text!r}: value is not valid YAML: {e}") from e
+    return key.split("."), value
+
+
+def apply_overrides(data, overrides):
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        node = data
+        for i, k in enumerate(keys[:-1]):
+            nxt = node.get(k)
+            if nxt is None:
+                nxt = node[k] = {}
+            if isinstance(nxt, list):
+                raise ConfigError(f"-o {text!r}: {'.'.join(keys[:i + 1])} is a list; "
+                                  f"edit list entries in the YAML file")
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"-o {text!r}: {'.'.join(keys[:i + 1])} is not a section")
+            node = nxt
+        node[keys[-1]] = value
+    return data
+
+
+def load_config(path, overrides=None, check=True):
+    """Read, override and validate a recipe; returns an AttrDict with every default filled in."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    data = apply_overrides(data, overrides)
+    source = path + (" (with -o overrides)" if overrides else "")
+    cfg = _check_fields(SCHEMA, data, _Where(source))
+    if check:
+        check_semantics(cfg, source)
+    cfg = _to_attr(cfg)
+    cfg["_source"] = source
+    return cfg
+
+
+def check_semantics(cfg, source):
+    """Cross-key checks and the parameters of named functions (models, LR, optimizer, ops)."""
+    where = _Where(source)
+    if cfg["use_distillation"]:
+        raise where.child("use_distillation").error("SSLD distillation is not supported; set False")
+    if cfg["mode"] == "train" and cfg["TRAIN"] is None:
+        raise where.child("TRAIN").error("required for mode: train")
+    if (cfg["mode"] == "valid" or cfg["validate"]) and cfg["VALID"] is None:
+        raise where.child("VALID").error("required for evaluation (or set validate: False)")
+    if cfg["use_mix"] and not (cfg["TRAIN"] or {}).get("mix"):
+        raise where.child("TRAIN.mix").error("use_mix is True but no MixupOperator/CutmixOperator is listed")
+    from ..modeling import get_model_factory
+    try:
+        get_model_factory(cfg["ARCHITECTURE"]["name"])
+    except KeyError as e:
+        raise where.child("ARCHITECTURE.name").error(e.args[0]) from None
+    from ..optimizer import check_lr_config, check_optimizer_config
+    check_lr_config(cfg["LEARNING_RATE"], where.child("LEARNING_RATE"))
+    check_optimizer_config(cfg["OPTIMIZER"], where.child("OPTIMIZER"))
+    from ..data.transforms import check_ops
+    from ..data.mix import check_mix_ops
+    for section in ("TRAIN", "VALID"):
+        if cfg[section] is not None:
+            check_ops(cfg[section]["transforms"], where.child(f"{section}.transforms"))
+            check_mix_ops(cfg[section]["mix"], where.child(f"{section}.mix"))
+
+
+def check_params(fn, params, where, skip=("self",)):
+    """Check ``params`` against ``fn``'s keyword arguments (a class's __init__ or a function)."""
+    import inspect
+    sig = inspect.signature(fn)
+    allowed = [n for n, p in sig.parameters.items()
+               if n not in skip and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for key in params:
+        if key not in allowed:
+            hint = difflib.get_close_matches(key, allowed, 1, 0.6)
+            raise where.child(key).error(
+                "unknown parameter" + (f"; did you mean {hint[0]!r}?" if hint
+                                       else f"; allowed: {', '.join(allowed) or 'none'}"))
+    missing = [n for n, p in sig.parameters.items()
+               if n in allowed and p.default is p.empty and n not in params]
+    if missing:
+        raise where.child(missing[0]).error("required parameter is missing")

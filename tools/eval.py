@@ -1,0 +1,23 @@
+"""Evaluate weights on the recipe's VALID set and print the END line.
+
+  python tools/eval.py -c configs/DLA/DLA60_best.yaml -o pretrained_model=output/DLA60/best_model/ppcls
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ppcls.utils.cli import config_parser, run_cli  # noqa: E402
+
+
+def main():
+    args = config_parser("Evaluate a model on the VALID section of a recipe.", __doc__).parse_args()
+    from ppcls.engine.train import run_eval
+    from ppcls.utils.config import load_config
+    cfg = load_config(args.config, args.override)
+    cfg["mode"] = "valid"
+    run_eval(cfg)
+
+
+if __name__ == "__main__":
+    run_cli(main)
