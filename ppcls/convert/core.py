@@ -127,6 +127,8 @@ def match_to_model(model, renamed, source="checkpoint"):
         value = renamed[name]
         if name in linear and value.ndim == 2:
             value = value.T
+        elif value.ndim == 2 and len(shape) == 4 and shape[2:] == (1, 1):
+            value = value.reshape(tuple(value.shape) + (1, 1))   # Linear head -> 1x1 conv head
         if tuple(value.shape) != shape:
             problems.append(f"shape mismatch for {name}: {source} has {list(value.shape)}, "
                             f"model expects {list(shape)}")

@@ -154,7 +154,7 @@ def train(cfg):
         usable, _ = ckpt.fit_state_dict(model, model_state, resume + ".pdparams")
         model.set_state_dict(usable)
         if opt_state is not None:
-            optimizer.set_state_dict(opt_state)
+            optimizer.set_state_dict(ckpt.optimizer_state_for_loading(opt_state, model))
         lr_sched.last_epoch = state["global_step"] - 1
         lr_sched.step()
         start_epoch = state["epoch"] + 1
@@ -190,6 +190,8 @@ def train(cfg):
                     f"{stats['reader_cost']:.5f} s, ips: {stats['ips']:.5f} images/sec."
                     + (f" bad images skipped so far: {counters['bad_images']}" if counters["bad_images"] else ""))
         _vdl_add(vdl, "train", stats, epoch)
+        if env.world_size > 1:
+            average_buffers(model, env.world_size)
         if valid_loader is not None and ((epoch + 1) % cfg["valid_interval"] == 0
                                          or epoch == cfg["epochs"] - 1):
             metrics = evaluate(model, valid_loader, topk, epoch, env.world_size,
@@ -214,13 +216,27 @@ def train(cfg):
             "bad_images": counters["bad_images"]}
 
 
+def average_buffers(model, world_size):
+    """Average BN running statistics over the ranks (DataParallel syncs gradients, not
+    statistics), so every rank evaluates, and rank 0 saves, the same model. In Paddle they are
+    non-trainable parameters (``_mean``, ``_variance``), not buffers."""
+    import paddle.distributed as dist
+    with paddle.no_grad():
+        for _, tensor in model.state_dict().items():
+            if not tensor.stop_gradient or not paddle.is_floating_point(tensor):
+                continue
+            dist.all_reduce(tensor)
+            tensor.set_value(tensor / world_size)
+
+
 def _save(model, optimizer, lr_sched, epoch, best, directory, cfg):
     state = {"epoch": epoch, "global_step": lr_sched.last_epoch, "best_top1": best["top1"],
              "best_epoch": best["epoch"], "arch": cfg["ARCHITECTURE"]["name"],
              "classes_num": cfg["classes_num"], "lr": lr_sched.last_lr}
     try:
         ckpt.save_checkpoint(directory, model.state_dict(),
-                             optimizer.state_dict() if optimizer is not None else None, state)
+                             ckpt.optimizer_state_for_saving(optimizer, model)
+                             if optimizer is not None else None, state)
     except OSError as e:
         raise TrainingError(f"could not save checkpoint {directory} ({e.strerror or e}); the "
                             f"previous checkpoints are intact. Free disk space or change "

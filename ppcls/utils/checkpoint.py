@@ -141,3 +141,33 @@ def load_checkpoint(prefix):
     with open(state_file) as f:
         state = json.load(f)
     return model_state, opt_state, state
+
+
+def _rename_keys(state, mapping):
+    """Rename ``<param name><suffix>`` keys with ``mapping`` (longest param name first)."""
+    names = sorted(mapping, key=len, reverse=True)
+    out = {}
+    for key, value in state.items():
+        if isinstance(value, dict):                 # master_weights: {param name: tensor}
+            out[key] = _rename_keys(value, mapping) if key != "LR_Scheduler" else value
+            continue
+        new = key
+        for name in names:
+            if key == name or key.startswith(name + "_"):
+                new = mapping[name] + key[len(name):]
+                break
+        out[new] = value
+    return out
+
+
+def optimizer_state_for_saving(optimizer, model):
+    """Optimizer state keyed by structured parameter names (``layer1.0.conv1.weight_velocity_0``).
+
+    Paddle keys it by generated names (``conv2d_20.w_0``) that depend on how many layers the
+    process built before, so a checkpoint saved by one process would not load in another.
+    """
+    return _rename_keys(optimizer.state_dict(), {p.name: n for n, p in model.named_parameters()})
+
+
+def optimizer_state_for_loading(state, model):
+    return _rename_keys(state, {n: p.name for n, p in model.named_parameters()})
