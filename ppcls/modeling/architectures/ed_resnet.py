@@ -118,7 +118,8 @@ class EDBottleneck(Bottleneck):
 
     def ed_path(self, proj):
         out = self.decoder(F.relu(self.encoder(proj)))
-        if out.shape[2:] != proj.shape[2:] and min(proj.shape[2:]) > 0:
+        # Shapes are only concrete in dygraph; an exported (static) model skips the check.
+        if paddle.in_dynamic_mode() and out.shape[2:] != proj.shape[2:]:
             raise ValueError(_size_rule_message(
                 f"a {proj.shape[2]}x{proj.shape[3]} map in an ED block, which the decoder "
                 f"turns into {out.shape[2]}x{out.shape[3]}"))
@@ -193,9 +194,9 @@ class EDResNet(ResNet):
         return layer
 
     def check_input_size(self, x):
-        h, w = x.shape[2], x.shape[3]
-        if h is None or w is None or h < 0 or w < 0:   # unknown (static graph): checked per block
+        if not paddle.in_dynamic_mode():      # symbolic shapes while exporting
             return
+        h, w = x.shape[2], x.shape[3]
         if not (ed_input_size_ok(h) and ed_input_size_ok(w)):
             raise ValueError(_size_rule_message(f"input size {h}x{w}"))
 
