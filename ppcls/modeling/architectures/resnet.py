@@ -107,11 +107,7 @@ class ResNet(nn.Layer):
         self.block = block
         self.groups = groups
         self.base_width = width_per_group
-        self.inplanes = 64
-        self.conv1 = nn.Conv2D(3, 64, 7, stride=2, padding=3, bias_attr=False)
-        self.bn1 = nn.BatchNorm2D(64)
-        self.relu = nn.ReLU()
-        self.maxpool = nn.MaxPool2D(kernel_size=3, stride=2, padding=1)
+        self._build_stem()
         self.stage_channels = []
         for i, (planes, blocks) in enumerate(zip(stage_planes, layers)):
             stage = self._make_layer(i, planes, blocks, stride=1 if i == 0 else 2)
@@ -120,6 +116,14 @@ class ResNet(nn.Layer):
         self.num_features = self.inplanes
         self.fc = self._make_fc(self.num_features, class_dim)
         self.init_weights(zero_init_residual)
+
+    def _build_stem(self):
+        """7x7/2 conv, BN, ReLU, 3x3/2 max pool (torchvision names conv1/bn1/relu/maxpool)."""
+        self.inplanes = 64
+        self.conv1 = nn.Conv2D(3, 64, 7, stride=2, padding=3, bias_attr=False)
+        self.bn1 = nn.BatchNorm2D(64)
+        self.relu = nn.ReLU()
+        self.maxpool = nn.MaxPool2D(kernel_size=3, stride=2, padding=1)
 
     @staticmethod
     def _make_fc(in_features, class_dim):

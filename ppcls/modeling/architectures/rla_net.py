@@ -70,11 +70,7 @@ class RLA_ResNet(ResNet):
         self.block = Bottleneck
         self.groups = 1
         self.base_width = 64
-        self.inplanes = 64
-        self.conv1 = nn.Conv2D(3, 64, 7, stride=2, padding=3, bias_attr=False)
-        self.bn1 = nn.BatchNorm2D(64)
-        self.relu = nn.ReLU()
-        self.maxpool = nn.MaxPool2D(kernel_size=3, stride=2, padding=1)
+        self._build_stem()
 
         self.stage_channels = []
         stages, stage_bns, conv_outs, recurrent_convs = [], [], [], []
