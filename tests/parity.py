@@ -8,6 +8,10 @@ import zlib
 import numpy as np
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "parity")
+# Official float64 logits for the fixtures whose float32 output is rounding-limited (see its
+# "note"): {"outputs": {name: [2, 1000]}, "outputs_bn_eps_float32": {name: [2, 1000]}}.
+FLOAT64 = os.path.join(os.path.dirname(FIXTURES), "parity_float64.json")
+_float64_cache = {}
 
 
 def load_fixture(name):
@@ -43,6 +47,34 @@ def official_state_dict(fixture):
 def fixture_input(fixture):
     shape = fixture["input"]["shape"]
     return np.random.RandomState(0).standard_normal(shape).astype(np.float32)
+
+
+def official_float64(fixture_name, bn_eps_float32=False):
+    """The official model's float64 logits for the fixture's weights and input, or None if not
+    recorded. ``bn_eps_float32``: the official model run with every BatchNorm eps at
+    float32(1e-5), as Paddle's batch_norm kernel takes it (recorded for the chaotic fixtures)."""
+    if not _float64_cache:
+        with open(FLOAT64) as f:
+            _float64_cache.update(json.load(f))
+    key = "outputs_bn_eps_float32" if bn_eps_float32 else "outputs"
+    rows = _float64_cache[key].get(fixture_name)
+    return None if rows is None else np.asarray(rows, dtype=np.float64)
+
+
+def run_parity_float64(model, fixture):
+    """Our converted ``model`` (eval mode) in float64 on the fixture input (float64 copy of the
+    float32 input); the model is cast back to float32 afterwards (exact: its values are float32)."""
+    import paddle
+
+    if isinstance(fixture, str):
+        fixture = load_fixture(fixture)
+    x = fixture_input(fixture).astype(np.float64)
+    model.to(dtype="float64")
+    try:
+        with paddle.no_grad():
+            return model(paddle.to_tensor(x)).numpy()
+    finally:
+        model.to(dtype="float32")
 
 
 def run_parity(fixture_name, arch, **model_kwargs):

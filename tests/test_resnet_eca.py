@@ -5,23 +5,31 @@ Parity criterion per fixture (the `kind` column of CASES):
 * ``strict``: the fixture criterion, max|ours - official| <= 1e-5 * max|official| per row.
 * ``f32-noise``: ECA-ResNet34/50 with the fixture's random weights are ill-conditioned: every ECA
   gate is sigmoid(conv1d(mean(x))) with |x| in the hundreds, so float32 rounding of x comes back
-  multiplied by |x|. The same converted model run in float64 (exact here to ~1e-12) is 1.9e-5
-  (R50) and 3.7e-5 / 4.3e-5 (R34) away from the official logits: that is the official float32
-  rounding, and no float32 port can promise 1e-5 (ours in float32 is 3e-5..1.5e-4 away from its
-  own float64 run). Deterministic check: our float64 logits within 1e-4 of the official ones;
-  plus our float32 logits within 1e-3. A structural difference moves them by far more.
-* ``chaotic``: ECA-ResNet101/152 with these weights are chaotic: in float64 a 1e-7 relative input
-  perturbation changes the logits by 30-40%, so the official float32 output cannot be reproduced
-  by any non-bit-identical code. Checked: every official tensor converts by name and shape (none
-  dropped, missing or unexpected), exact parameter count, MACs; the block code path is the one
-  ECA-ResNet50 passes with.
+  multiplied by |x|. The official float32 logits are themselves 3.7e-5 / 4.3e-5 (R34) and 1.9e-5
+  (R50) from the official float64 ones, so no float32 port can promise 1e-5. Checked: the strict
+  criterion in float64, our float64 logits within 1e-5 of the official float64 logits
+  (tests/fixtures/parity_float64.json; measured 9e-11 / 1.1e-10); plus our float32 logits within
+  1e-3 and our float64 logits within 1e-4 of the official float32 ones.
+* ``chaotic``: ECA-ResNet101/152 with these weights are chaotic: a 1e-7 relative input
+  perturbation changes the logits by 30-60% (measured in float64), and the official float32 logits
+  are 43-54% from the official float64 ones: no non-bit-identical code can reproduce the float32
+  output, so it is not compared. Float64 is stable enough to judge parity, with one caveat.
+  Float64 rounding noise (a channels_last rerun of the official float64 model) is 2.6e-7 (R101)
+  and 1.6e-10 (R152), but Paddle's batch_norm takes its epsilon as float32 (1e-5 ->
+  9.99999974737875e-6), and that 2.5e-14 change moves the official float64 logits by
+  8e-6 / 2.8e-4 (R101: still ill-conditioned in float64, a 1e-13 input perturbation moves it by
+  6e-6) and 1e-6 (R152). Checked: (a) the strict 1e-5 against the official float64 logits run
+  with that epsilon (``outputs_bn_eps_float32``; measured 1.2e-6 / 1.2e-7 R101, 1.2e-8 R152);
+  (b) against the official float64 logits as released at F64_RTOL: 1e-5, R101 1e-3 (measured
+  2.8e-4); every official tensor converts by name and shape, exact parameter count, MACs.
 """
 import numpy as np
 import paddle
 import paddle.nn.functional as F
 import pytest
 
-from parity import assert_logits_close, fixture_input, load_fixture, official_state_dict
+from parity import assert_logits_close, fixture_input, load_fixture, official_float64, \
+    official_state_dict, run_parity_float64
 from ppcls.convert import ConversionError, apply_rules, convert_state_dict, match_to_model, \
     normalise_source
 from ppcls.modeling import build_model
@@ -47,6 +55,9 @@ CASES = [
     ("eca_resnet152_k3357", "ECA_ResNet152", 11.514, "chaotic"),
     ("eca_mobilenetv2_k13", "ECA_MobileNetV2", 0.301, "strict"),
 ]
+# our float64 vs the official float64 logits as released; 1e-5 unless the model is
+# ill-conditioned even in float64 (see the module docstring, ``chaotic``)
+F64_RTOL = {"eca_resnet101_k3357": 1e-3}
 
 
 def _load_fixture_weights(model, arch, fixture, name):
@@ -67,21 +78,24 @@ def test_parity_and_counts(fixture_name, arch, gmacs, kind):
     assert count_params(model) == fixture["num_parameters"]
     if gmacs is not None:
         assert round(count_macs(model) / 1e9, 3) == gmacs
-    if kind == "chaotic":
+    if kind == "strict":
+        with paddle.no_grad():
+            ours = model(paddle.to_tensor(fixture_input(fixture))).numpy()
+        assert_logits_close(ours, np.asarray(fixture["output"], dtype=np.float32))
         return
 
-    expected = np.asarray(fixture["output"], dtype=np.float32)
-    x = fixture_input(fixture)
-    with paddle.no_grad():
-        ours = model(paddle.to_tensor(x)).numpy()
-    if kind == "strict":
-        assert_logits_close(ours, expected)
+    # not strict in float32: the strict criterion in float64
+    exact = run_parity_float64(model, fixture)
+    assert_logits_close(exact, official_float64(fixture_name),
+                        rtol=F64_RTOL.get(fixture_name, 1e-5))
+    if kind == "chaotic":
+        assert_logits_close(exact, official_float64(fixture_name, bn_eps_float32=True))
         return
     assert kind == "f32-noise"
-    assert_logits_close(ours, expected, rtol=1e-3)
-    model.to(dtype="float64")
+    expected = np.asarray(fixture["output"], dtype=np.float32)
     with paddle.no_grad():
-        exact = model(paddle.to_tensor(x.astype(np.float64))).numpy()
+        ours = model(paddle.to_tensor(fixture_input(fixture))).numpy()
+    assert_logits_close(ours, expected, rtol=1e-3)
     assert_logits_close(exact, expected.astype(np.float64), rtol=1e-4)
 
 
