@@ -40,6 +40,7 @@ def tiny_cfg(digits_dir, tmp_path):
         from ppcls.utils.config import load_config
         overrides = [f"TRAIN.data_dir={digits_dir}", f"TRAIN.file_list={tl}",
                      f"VALID.data_dir={digits_dir}", f"VALID.file_list={vl}",
+                     f"VALID.label_list={os.path.join(digits_dir, 'label_list.txt')}",
                      "TRAIN.num_workers=0", "VALID.num_workers=0", "ARCHITECTURE.name=ResNet18",
                      "TRAIN.batch_size=32", "VALID.batch_size=32", "epochs=2", "seed=0",
                      "LEARNING_RATE.params.lr=0.02", "LEARNING_RATE.params.warmup_epoch=0",

@@ -69,6 +69,7 @@ def test_override_values_are_never_evaluated():
     (("image_shape: [3, 224, 224]", "image_shape: [224, 224]"), r"image_shape: expected 3 integers"),
     (("use_distillation: False", "use_distillation: True"), r"use_distillation: SSLD distillation is not supported"),
     (("use_mix: False", "use_mix: True"), r"TRAIN.mix: use_mix is True but no"),
+    (("gamma: 0.1", "gamma: 0.1\n    warmup_epoch: 200"), r"LEARNING_RATE.params.warmup_epoch: 200 warmup epochs but only 100 epochs"),
 ])
 def test_bad_recipes_fail_with_the_key_the_file_and_a_hint(tmp_path, edit, pattern):
     old, new = edit

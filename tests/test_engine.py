@@ -115,14 +115,14 @@ def test_two_cpu_processes_log_per_worker_and_evaluate_exactly(digits_dir, tmp_p
               "-o", "ARCHITECTURE.name=ResNet18", "-o", "TRAIN.num_workers=0",
               "-o", "VALID.num_workers=0", "-o", "VALID.batch_size=8", "-o", "print_interval=1",
               "-o", f"model_save_dir={tmp_path / 'out'}", "-o", "seed=0",
-              "-o", "LEARNING_RATE.params.lr=0.02"]
+              "-o", "LEARNING_RATE.params.lr=0.02", "-o", "LEARNING_RATE.params.warmup_epoch=0"]
     proc = run_tool(["-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
                      str(tmp_path / "log"), os.path.join(ROOT, "tools/train.py"), "-c", DEMO_CFG,
                      "-o", "epochs=1", "-o", "TRAIN.batch_size=32", *common], cwd=tmp_path)
     logs = [(tmp_path / "log" / f"workerlog.{r}").read_text() for r in range(2)]
     assert proc.returncode == 0, logs[0][-3000:] + logs[1][-3000:]
     for log in logs:
-        assert re.search(r"epoch:0  , train step:0   , loss: [\d.]+, lr: 0.000000, batch_cost: "
+        assert re.search(r"epoch:0  , train step:0   , loss: [\d.]+, lr: 0.020000, batch_cost: "
                          r"[\d.]+ s, reader_cost: [\d.]+ s, ips: [\d.]+ images/sec\.", log)
         assert "per-device batch 16 (global 32)" in log
     two = end_metrics(logs[0])

@@ -4,8 +4,15 @@
 """
 import os
 import sys
+import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Paddle warns about a C++ build cache at import; it would precede a bad recipe's "error:" line.
+warnings.filterwarnings("ignore", message="No ccache found")
+
+from ppcls.utils.cpu_env import prepare_cpu_env  # noqa: E402  (imports no paddle)
+
+prepare_cpu_env()      # MKL's AVX2 kernels on AMD CPUs: must precede `import paddle`
 
 from ppcls.utils.cli import config_parser, run_cli  # noqa: E402
 

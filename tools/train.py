@@ -8,8 +8,15 @@
 """
 import os
 import sys
+import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Paddle warns about a C++ build cache at import; it would precede a bad recipe's "error:" line.
+warnings.filterwarnings("ignore", message="No ccache found")
+
+from ppcls.utils.cpu_env import prepare_cpu_env  # noqa: E402  (imports no paddle)
+
+prepare_cpu_env()      # MKL's AVX2 kernels on AMD CPUs: must precede `import paddle`
 
 from ppcls.utils.cli import config_parser, run_cli  # noqa: E402
 
@@ -19,7 +26,12 @@ def main():
     from ppcls.engine.train import train
     from ppcls.utils.config import load_config
     cfg = load_config(args.config, args.override)
-    train(cfg)
+    try:
+        train(cfg)
+    except Exception as e:
+        from ppcls.engine.env import announce_failure
+        announce_failure(e)             # distributed: point the launcher's output at this rank
+        raise
 
 
 if __name__ == "__main__":

@@ -1,9 +1,15 @@
 """Data: datasets, per-sample transforms, batch mixing and the loader."""
+import functools
+import os
+import signal
+import sys
+
 import numpy as np
 import paddle
 
 from .dataset import ClassificationDataset, DatasetError, read_label_list  # noqa: F401
 from .mix import BatchMixer  # noqa: F401
+from .transforms import check_pipeline
 
 
 class EpochBatchSampler(paddle.io.BatchSampler):
@@ -57,11 +63,32 @@ def per_device_batch(global_batch, world_size, section):
     return global_batch // world_size
 
 
+def _end_with_trainer(trainer_pid, worker_id):
+    """Loader workers get SIGKILL when the trainer dies. After a kill (OOM killer, preemption,
+    a distributed peer's failure) they would otherwise linger, blocked on a queue that nobody
+    reads, holding memory. Linux only; elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)     # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != trainer_pid:                                     # died before prctl
+        os._exit(0)
+
+
 def build_dataloader(section_cfg, section, classes_num, train, seed=0, rank=0, world_size=1,
-                     places=None):
-    """(DataLoader, dataset, sampler) for one TRAIN/VALID section of a recipe."""
+                     places=None, max_missing=0):
+    """(DataLoader, dataset, sampler) for one TRAIN/VALID section of a recipe. ``max_missing``
+    (max_bad_images) listed files may be missing: left out and counted as bad images."""
+    try:
+        check_pipeline(section_cfg["transforms"], section)
+    except ValueError as e:
+        raise DatasetError(str(e)) from None
     dataset = ClassificationDataset(section_cfg["data_dir"], section_cfg["file_list"],
-                                    section_cfg["transforms"], classes_num, seed=seed)
+                                    section_cfg["transforms"], classes_num, seed=seed,
+                                    max_missing=max_missing)
     batch = per_device_batch(section_cfg["batch_size"], world_size, section)
     if train and len(dataset) < section_cfg["batch_size"]:
         raise DatasetError(f"{section}: {len(dataset)} images but a global batch of "
@@ -71,5 +98,6 @@ def build_dataloader(section_cfg, section, classes_num, train, seed=0, rank=0, w
     loader = paddle.io.DataLoader(dataset, batch_sampler=sampler, places=places,
                                   num_workers=section_cfg["num_workers"],
                                   use_shared_memory=section_cfg["num_workers"] > 0,
+                                  worker_init_fn=functools.partial(_end_with_trainer, os.getpid()),
                                   return_list=True)
     return loader, dataset, sampler

@@ -5,6 +5,8 @@ Everything that can be checked before training is checked at construction, with 
 a missing file, a label outside ``[0, classes_num)``, a malformed line. An image that fails to
 decode at run time is reported once with its path and replaced by the next sample; each item
 carries how many bad images it skipped so the trainer can count them and stop past a limit.
+Listed files that do not exist are left out and counted as bad images when a limit allows
+them (``max_missing``); otherwise they fail at construction, with their line numbers.
 """
 import logging
 import os
@@ -25,8 +27,17 @@ class DatasetError(ValueError):
     """A dataset problem found before training; the message lists file and line numbers."""
 
 
-def parse_file_list(file_list, data_dir, classes_num=None, check_files=True, max_report=20):
-    """Read ``path label`` lines -> [(abs path, label)]; all problems reported in one error."""
+def bad_image_limit(max_bad_images, num_samples):
+    """``max_bad_images`` below 1 is a fraction of the samples, else a count."""
+    return int(max_bad_images * num_samples) if max_bad_images < 1 else int(max_bad_images)
+
+
+def parse_file_list(file_list, data_dir, classes_num=None, check_files=True, max_report=20,
+                    missing=None):
+    """Read ``path label`` lines -> [(abs path, label)]; all problems reported in one error.
+
+    With a list as ``missing``, files not found are appended to it as (line number, path)
+    instead of being problems."""
     if not os.path.isfile(file_list):
         raise DatasetError(f"file list not found: {file_list} (set TRAIN/VALID.file_list, or leave "
                            f"it empty to read {data_dir} as class sub-folders)")
@@ -54,7 +65,10 @@ def parse_file_list(file_list, data_dir, classes_num=None, check_files=True, max
                 continue
             path = os.path.join(data_dir, rel)
             if check_files and not os.path.isfile(path):
-                problems.append(f"line {lineno}: file not found: {path}")
+                if missing is not None:
+                    missing.append((lineno, path))
+                else:
+                    problems.append(f"line {lineno}: file not found: {path}")
                 continue
             samples.append((path, label))
     if problems:
@@ -108,21 +122,52 @@ class ClassificationDataset(paddle.io.Dataset):
     """Items are ``(image, label, index, bad_skipped)``."""
 
     def __init__(self, data_dir, file_list="", transforms=(), classes_num=None, seed=0,
-                 check_files=True):
+                 check_files=True, max_missing=0):
         super().__init__()
         self.data_dir = data_dir
+        self.missing, self._reported = [], set()
         if file_list:
-            self.samples = parse_file_list(file_list, data_dir, classes_num, check_files)
+            missing = [] if max_missing else None
+            self.samples = parse_file_list(file_list, data_dir, classes_num, check_files,
+                                           missing=missing)
+            self._check_missing(file_list, missing or [], max_missing)
             self.class_names = None
         else:
             self.samples, self.class_names = scan_image_folder(data_dir, classes_num)
         self.ops = build_transforms(list(transforms))
         self.seed = seed
         self.epoch = 0
-        self._reported = set()
+
+    def _check_missing(self, file_list, missing, max_missing):
+        if not missing:
+            return
+        limit = bad_image_limit(max_missing, len(self.samples) + len(missing))
+        lines = [f"line {n}: file not found: {p}" for n, p in missing]
+        shown = "\n  ".join(lines[:20]) + (f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else "")
+        if len(missing) > limit:
+            raise DatasetError(f"{file_list}: {len(missing)} listed file(s) not found, more than "
+                               f"max_bad_images allows ({limit}):\n  {shown}")
+        logger.warning(f"{file_list}: {len(missing)} listed file(s) not found, left out and "
+                       f"counted as bad images:\n  {shown}")
+        self.missing = missing
+        self._reported.update(p for _, p in missing)
 
     def __len__(self):
         return len(self.samples)
+
+    def report_bad(self, index, reason=None):
+        """Name a bad sample in the log, once per run; returns True the first time. The trainer
+        calls it for the bad samples its batches report, because the loader's worker processes
+        do not share what they have reported."""
+        path = self.samples[index][0]
+        if path in self._reported:
+            return False
+        self._reported.add(path)
+        if reason is None:
+            from ..utils.dataset_check import diagnose
+            reason = diagnose(path) or "failed to load"
+        logger.warning(f"bad image skipped (replaced by the next sample): {path}: {reason}")
+        return True
 
     def set_epoch(self, epoch):
         self.epoch = epoch
@@ -149,9 +194,7 @@ class ClassificationDataset(paddle.io.Dataset):
                 return img, np.int64(label), np.int64(index), np.int64(skipped)
             except (BadImageError, OSError) as e:
                 skipped += 1
-                path = self.samples[i][0]
-                if path not in self._reported:
-                    self._reported.add(path)
-                    logger.warning(f"bad image skipped (replaced by the next sample): {path}: {e}")
+                if paddle.io.get_worker_info() is None:   # workers: the trainer reports it
+                    self.report_bad(i, str(e))
         raise DatasetError(f"{self.data_dir}: 50 consecutive images failed to load near index "
                            f"{index}; check the dataset with tools/check_dataset.py")

@@ -51,9 +51,20 @@ def _number(value, name):
     raise ValueError(f"{name} must be a number or a fraction like '1./255.', got {value!r}")
 
 
+def jpeg_truncated(data):
+    """True for JPEG bytes with no end-of-image marker after the last start-of-scan: a file cut
+    short. Some OpenCV builds decode such files without error, grey-filling the missing part.
+    (0xFFD9/0xFFDA cannot occur inside entropy-coded data, and an embedded EXIF thumbnail ends
+    before the main image's scans begin.)"""
+    if data[:3] != b"\xff\xd8\xff":
+        return False
+    return data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
+
+
 class DecodeImage:
     """Encoded bytes -> uint8 HWC, RGB by default. OpenCV converts grayscale, CMYK, 16-bit and
-    alpha images to 8-bit 3-channel, so odd but valid files train as ordinary images."""
+    alpha images to 8-bit 3-channel, so odd but valid files train as ordinary images; empty,
+    truncated and non-image files raise BadImageError."""
 
     def __init__(self, to_rgb=True, to_np=False, channel_first=False):
         self.to_rgb, self.channel_first = to_rgb, channel_first
@@ -61,10 +72,14 @@ class DecodeImage:
     def __call__(self, data):
         if isinstance(data, np.ndarray) and data.ndim == 3:
             return data
+        if not len(data):
+            raise BadImageError("empty file (0 bytes)")
+        if jpeg_truncated(data):
+            raise BadImageError("truncated JPEG (no end-of-image marker)")
         buf = np.frombuffer(data, dtype=np.uint8)
-        img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
         if img is None:
-            raise BadImageError("cannot decode image (empty, truncated or not an image)")
+            raise BadImageError("cannot decode image (truncated, corrupt or not an image)")
         if self.to_rgb:
             img = img[:, :, ::-1]
         if self.channel_first:
@@ -241,6 +256,36 @@ def check_ops(ops, where):
             OPS[name](**params)
         except (ValueError, TypeError) as e:
             raise sub.error(str(e)) from None
+
+
+def check_pipeline(ops, section):
+    """Run ``ops`` on a synthetic 640x480 encoded image: they must turn file bytes into a
+    float32 CHW image with 3 channels, or the run would fail (or train on garbage) later.
+    Raises ValueError naming the failing operator. The random generators are restored."""
+    if not ops:
+        raise ValueError(f"{section}.transforms is empty; it must turn file bytes into a float32 "
+                         f"CHW image: DecodeImage, ..., NormalizeImage, ToCHWImage")
+    py_state, np_state = random.getstate(), np.random.get_state()
+    names = [next(iter(item)) for item in ops]
+    try:
+        data = cv2.imencode(".png", np.full((480, 640, 3), 128, np.uint8))[1].tobytes()
+        for i, op in enumerate(build_transforms(ops)):
+            try:
+                data = op(data)
+            except Exception as e:  # noqa: BLE001 - any failure is a recipe problem
+                first = "" if i or names[0] == "DecodeImage" else " (the list must start with DecodeImage)"
+                raise ValueError(f"{section}.transforms.{i}.{names[i]} fails on a 640x480 test "
+                                 f"image{first}: {type(e).__name__}: {e}") from None
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+    if not (isinstance(data, np.ndarray) and data.ndim == 3 and data.shape[0] == 3
+            and data.dtype == np.float32):
+        got = (f"{data.dtype} array of shape {list(data.shape)}" if isinstance(data, np.ndarray)
+               else type(data).__name__)
+        raise ValueError(f"{section}.transforms {names} turn an image into a {got}; the model "
+                         f"needs float32 CHW with 3 channels: end the list with NormalizeImage "
+                         f"and ToCHWImage")
 
 
 def build_transforms(ops):

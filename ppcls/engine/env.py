@@ -17,6 +17,10 @@ class RunEnv:
     device: str
     threads: int
 
+    @property
+    def on_cpu(self):
+        return self.device.startswith("cpu") or self.device.startswith("Place(cpu")
+
 
 def local_world_size():
     """Processes of this run on this machine (paddle.distributed.launch sets the env)."""
@@ -55,9 +59,13 @@ def gpu_available():
 
 def init_env(use_gpu="auto", cpu_threads=0, seed=None):
     world_size = int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
+    from ..utils.config import ConfigError
     if use_gpu is True and not gpu_available():
-        raise RuntimeError("use_gpu is True but Paddle sees no GPU (is paddlepaddle-gpu installed "
-                           "and CUDA_VISIBLE_DEVICES set?); set use_gpu: auto to fall back to CPU")
+        raise ConfigError("use_gpu: True but Paddle sees no GPU (is paddlepaddle-gpu installed "
+                          "and CUDA_VISIBLE_DEVICES set?); set use_gpu: auto to fall back to CPU")
+    if seed is not None and not 0 <= seed < 2 ** 32 - 2 ** 20:
+        raise ConfigError(f"seed: must be an integer in [0, {2 ** 32 - 2 ** 20}) (NumPy's seed "
+                          f"range, less room for per-rank and per-epoch offsets), got {seed}")
     on_gpu = gpu_available() if use_gpu == "auto" else bool(use_gpu)
     if on_gpu:
         local_rank = int(os.environ.get("PADDLE_LOCAL_RANK", os.environ.get("FLAGS_selected_gpus", "0").split(",")[0] or 0))
@@ -77,3 +85,22 @@ def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed)
     paddle.seed(seed)
+
+
+def announce_failure(error):
+    """On a worker of ``paddle.distributed.launch``, append one line naming this rank, the error
+    and this rank's log to the local rank-0 log, which the launcher prints. When one rank fails,
+    the others abort at their next collective and the launcher reports the lowest failed rank,
+    often one that only lost its peer; this line points at the cause. No-op otherwise."""
+    log_dir, local = os.environ.get("PADDLE_LOG_DIR"), os.environ.get("PADDLE_LOCAL_RANK")
+    if int(os.environ.get("PADDLE_TRAINERS_NUM", "1")) <= 1 or not log_dir or local in (None, "0"):
+        return
+    rank = os.environ.get("PADDLE_TRAINER_ID", local)
+    first = (str(error).strip().splitlines() or [""])[0]
+    line = (f"error: worker rank {rank} failed ({type(error).__name__}: {first}); its log: "
+            f"{os.path.join(log_dir, f'workerlog.{local}')}\n")
+    try:
+        with open(os.path.join(log_dir, "workerlog.0"), "a") as f:
+            f.write(line)
+    except OSError:
+        pass

@@ -192,6 +192,15 @@ SCHEMA = {
     "nan_max_skips": Int(10, min=0),
     "use_gpu": Choice(["auto", True, False], "auto"),
     "save_inference_dir": Str("./inference/"),
+    "export_softmax": Bool(True, help="tools/export_model.py appends softmax (False: logits)"),
+    # fine-tuning, mixed precision, EMA, gradient accumulation (docs/finetune.md)
+    "lrp": Float(1.0, min=0.0, help="lr factor of the pretrained layers (all but the "
+                 "classifier); 0 freezes them"),
+    "freeze_bn": Bool(False, help="BatchNorm in eval mode with frozen scale/shift"),
+    "use_amp": Bool(False, help="mixed precision: float16 + loss scaling on GPU"),
+    "amp_level": Choice(["O1", "O2"], "O1"),
+    "ema_decay": Float(0.0, min=0.0, max=1.0, help="EMA of the weights; 0 = off"),
+    "accum_steps": Int(1, min=1, help="micro-batches per optimizer step"),
     "LEARNING_RATE": Section({"function": Str(required=True), "params": AnyDict({})},
                              required=True),
     "OPTIMIZER": Section({"function": Str(required=True), "params": AnyDict({}),
@@ -338,6 +347,16 @@ def check_semantics(cfg, source):
         raise where.child("VALID").error("required for evaluation (or set validate: False)")
     if cfg["use_mix"] and not (cfg["TRAIN"] or {}).get("mix"):
         raise where.child("TRAIN.mix").error("use_mix is True but no MixupOperator/CutmixOperator is listed")
+    if cfg["ema_decay"] >= 1.0:
+        raise where.child("ema_decay").error(f"must be < 1 (e.g. 0.999), got {cfg['ema_decay']}; "
+                                             f"0 turns EMA off")
+    if cfg["lrp"] != 1.0 and not cfg["pretrained_model"] and cfg["mode"] == "train":
+        raise where.child("lrp").error("scales the learning rate of pretrained layers, but no "
+                                       "pretrained_model is set; set pretrained_model or lrp: 1.0")
+    if cfg["TRAIN"] is not None and cfg["TRAIN"]["batch_size"] % cfg["accum_steps"]:
+        raise where.child("accum_steps").error(
+            f"TRAIN.batch_size={cfg['TRAIN']['batch_size']} is not divisible by "
+            f"accum_steps={cfg['accum_steps']}; batch_size is the global batch of one optimizer step")
     from ..modeling import get_model_factory
     try:
         get_model_factory(cfg["ARCHITECTURE"]["name"])
@@ -345,6 +364,11 @@ def check_semantics(cfg, source):
         raise where.child("ARCHITECTURE.name").error(e.args[0]) from None
     from ..optimizer import check_lr_config, check_optimizer_config
     check_lr_config(cfg["LEARNING_RATE"], where.child("LEARNING_RATE"))
+    warmup = cfg["LEARNING_RATE"]["params"].get("warmup_epoch", 0)
+    if isinstance(warmup, (int, float)) and warmup > cfg["epochs"]:
+        raise where.child("LEARNING_RATE.params.warmup_epoch").error(
+            f"{warmup} warmup epochs but only {cfg['epochs']} epochs; lower it "
+            f"(-o LEARNING_RATE.params.warmup_epoch=0) or raise epochs")
     check_optimizer_config(cfg["OPTIMIZER"], where.child("OPTIMIZER"))
     from ..data.transforms import check_ops
     from ..data.mix import check_mix_ops
