@@ -5,8 +5,9 @@ Why not ``paddle.jit.to_static`` with ``FLAGS_use_mkldnn`` directly: in Paddle 3
 segfaults on MaxPool2D with padding and on AdaptiveAvgPool2D (every ResNet-based model), and
 static *training* with oneDNN silently computes no gradients. The predictor route is the
 deployment path, exercised far more; training never touches it and stays in dygraph.
-A model the predictor cannot build (Paddle 3.3 fails on ED-Net's grouped transposed convs)
-is evaluated in dygraph, with a warning.
+The predictor is the one tools/infer.py deploys with (ppcls.inference.predictor.PaddleBackend,
+which also switches off Paddle 3.3's transposed-conv + BN fusion that miscompiles ED-Net's grouped
+decoders). A model the predictor still cannot build is evaluated in dygraph, with a warning.
 """
 import contextlib
 import os
@@ -30,19 +31,14 @@ class PredictorForward:
         self.predictor, self.shape, self.tmp, self.failed = None, None, None, False
 
     def _build(self, shape):
-        from paddle import inference
+        from ..inference.export import MODEL_PREFIX, model_files
+        from ..inference.predictor import PaddleBackend
         self.close()
         self.tmp = tempfile.mkdtemp(prefix="ppcls_eval_")
-        prefix = os.path.join(self.tmp, "model")
         spec = [paddle.static.InputSpec([None, *shape], "float32", "x")]
-        paddle.jit.save(self.model, prefix, input_spec=spec)
-        graph = prefix + (".json" if os.path.exists(prefix + ".json") else ".pdmodel")
-        config = inference.Config(graph, prefix + ".pdiparams")
-        config.disable_gpu()
-        config.enable_mkldnn()
-        config.set_cpu_math_library_num_threads(max(1, self.threads or 1))
-        config.disable_glog_info()
-        self.predictor = inference.create_predictor(config)
+        paddle.jit.save(self.model, os.path.join(self.tmp, MODEL_PREFIX), input_spec=spec)
+        self.predictor = PaddleBackend(*model_files(self.tmp), use_gpu=False,
+                                       cpu_threads=max(1, self.threads or 1))
         self.shape = shape
 
     def __call__(self, images):
@@ -58,13 +54,7 @@ class PredictorForward:
                                      f"evaluating in dygraph")
         if self.failed:
             return self.model(images)
-        x = images.numpy()
-        handle = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
-        handle.reshape(list(x.shape))
-        handle.copy_from_cpu(x)
-        self.predictor.run()
-        out = self.predictor.get_output_handle(self.predictor.get_output_names()[0]).copy_to_cpu()
-        return paddle.to_tensor(out)
+        return paddle.to_tensor(self.predictor(images.numpy()))
 
     def close(self):
         self.predictor = None
