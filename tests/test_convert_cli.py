@@ -53,3 +53,27 @@ def test_convert_errors_are_one_clear_line(tmp_path):
     assert not (tmp_path / "o.pdparams").exists()
     unknown = convert(["-a", "DLA61", "--src", str(wrong), "--dst", str(tmp_path / "o.pdparams")])
     assert unknown.returncode != 0 and "did you mean" in unknown.stderr
+
+
+def test_pth_files_are_read_with_weights_only(tmp_path, monkeypatch):
+    """The .pth path: torch (stubbed here, as CI has no PyTorch) is asked for weights_only=True,
+    and a training checkpoint's state_dict wrapper and module. prefix are removed."""
+    import sys
+    import types
+
+    from ppcls.convert import convert_state_dict, load_source
+    calls = []
+    official = official_state_dict(load_fixture("dla46_c"))
+
+    def fake_load(path, map_location=None, weights_only=False):
+        calls.append((path, map_location, weights_only))
+        return {"epoch": 120, "state_dict": {f"module.{k}": v for k, v in official.items()}}
+
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(load=fake_load))
+    src = tmp_path / "dla46_c-2bfd52c3.pth"
+    src.write_bytes(b"not read by the stub")
+    loaded = load_source(str(src))
+    assert calls == [(str(src), "cpu", True)]
+    weights, report = convert_state_dict("DLA46_c", loaded, source=str(src))
+    assert report["class_dim"] == 1000 and report["dropped"]
+    assert "fc.weight" in weights
