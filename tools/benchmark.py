@@ -1,0 +1,124 @@
+"""Measure training / evaluation / inference speed: images/s (median), FLOPs per image, achieved
+GFLOP/s and its fraction of this machine's measured SGEMM peak.
+
+  python tools/benchmark.py -a DLA60                                  (train, dygraph, all cores)
+  python tools/benchmark.py -a DLA60 --mode eval --backend static     (the engine's fast eval)
+  python tools/benchmark.py -a DLA60 --mode infer --backend onnxruntime
+  python tools/benchmark.py -a DLA60 --compare                        (train: 1 thread vs all cores)
+  python tools/benchmark.py -a DLA60 --mode eval --compare            (dygraph 1 / N threads vs static)
+  python tools/benchmark.py -a DLA60 --compare all                    (every path, one table)
+  python tools/benchmark.py -a DLA60 --compare train:dygraph:1,eval:static:2,infer:onnxruntime:2
+
+Modes and backends: train (dygraph: the engine's TrainStep with the recipe's optimizer);
+eval / infer with dygraph, static (the engine's oneDNN-predictor eval), paddle_inference (an
+exported model, as tools/infer.py runs it), onnxruntime (paddle2onnx + ONNX Runtime, if
+installed). Inputs are synthetic (random) batches: data loading is measured by tools/train.py's
+reader_cost. Training FLOPs = 3 x forward. --compare cases run interleaved in one process, so
+their ratios hold even when the machine is busy; the load average is printed with the results.
+"""
+import argparse
+import json
+import os
+import sys
+import warnings
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+warnings.filterwarnings("ignore", message="No ccache found")
+
+from ppcls.utils.cpu_env import prepare_cpu_env  # noqa: E402  (no paddle import)
+
+CPU_ENV = prepare_cpu_env()          # before paddle is imported
+
+
+def parser():
+    p = argparse.ArgumentParser(description="Images/s, GFLOP/s and %% of SGEMM peak of a model's "
+                                            "training, evaluation and inference paths.",
+                                epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-a", "--arch", required=True, help="registered model name, e.g. DLA60")
+    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--input_size", type=int, default=224)
+    p.add_argument("--class_dim", type=int, default=1000)
+    p.add_argument("--mode", choices=("train", "eval", "infer"), default="train")
+    p.add_argument("--backend", choices=("dygraph", "static", "paddle_inference", "onnxruntime"),
+                   help="default: dygraph for train, static for eval, paddle_inference for infer")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads (default: cores / local workers, as the engine)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed iterations per case (default 2)")
+    p.add_argument("--iters", type=int, default=10, help="timed iterations per case (default 10)")
+    p.add_argument("--peak", default="auto",
+                   help="SGEMM peak in GFLOP/s for the %%peak column: auto (measure, 2048^3 float32 "
+                        "at --threads), a number, or none")
+    p.add_argument("--compare", nargs="?", const="default", default=None, metavar="CASES",
+                   help="run several cases side by side: no value = the standard set for --mode, "
+                        "'all' = every path, or MODE:BACKEND:THREADS,... (THREADS may be N)")
+    p.add_argument("--json", action="store_true", help="also print one JSON object per case")
+    return p
+
+
+def main():
+    args = parser().parse_args()
+    from ppcls.utils import benchmark as bm
+    for name in ("batch_size", "input_size", "class_dim", "iters"):
+        if getattr(args, name) < 1:
+            raise bm.BenchmarkError(f"--{name} must be >= 1")
+    if args.warmup < 0:
+        raise bm.BenchmarkError("--warmup must be >= 0")
+    import paddle
+    from ppcls.engine.env import default_threads
+    bm.check_arch(args.arch)
+    threads = args.threads or default_threads()
+    if args.compare is not None:
+        cases = bm.parse_cases(args.compare, args.mode, args.backend, threads)
+    else:
+        cases = [bm.check_case(bm.Case(args.mode, args.backend or bm.DEFAULT_BACKEND[args.mode],
+                                       threads))]
+    peak_info = None
+    if args.peak == "auto":
+        peak_info = bm.sgemm_peak(max(c.threads for c in cases))
+        peak = peak_info["peak"]
+    elif args.peak.lower() == "none":
+        peak = None
+    else:
+        try:
+            peak = float(args.peak)
+        except ValueError:
+            raise bm.BenchmarkError(f"--peak must be auto, none or GFLOP/s, got {args.peak!r}") from None
+    load0 = bm.load_average()
+    print(f"benchmark: {args.arch}, batch {args.batch_size}, {args.input_size}x{args.input_size}, "
+          f"Paddle {paddle.__version__}, {bm.cpu_name()} ({os.cpu_count()} cores), "
+          f"{args.warmup} warm-up + {args.iters} timed iterations per case"
+          + (f"; set {', '.join(f'{k}={v}' for k, v in CPU_ENV.items())} (cpu_env)" if CPU_ENV else ""))
+    if peak_info:
+        print(f"SGEMM peak: {peak_info['peak']:.1f} GFLOP/s ({peak_info['n']}^3 float32, "
+              f"{peak_info['threads']} threads; numpy {peak_info['numpy']:.1f}, "
+              f"paddle {peak_info['paddle']:.1f})")
+    elif peak:
+        print(f"SGEMM peak: {peak:.1f} GFLOP/s (given)")
+    print(f"load average at start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}")
+    results, macs = bm.run_cases(args.arch, cases, args.batch_size, args.input_size,
+                                 args.class_dim, args.warmup, args.iters)
+    load1 = bm.load_average()
+    print(f"forward: {2 * macs / 1e9:.3f} GFLOPs/image (2 x {macs / 1e9:.3f} GMACs); "
+          f"training: 3x forward")
+    print(bm.format_table(results, peak))
+    print(f"load average at end: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")
+    if args.json:
+        for r in results:
+            d = dict(arch=args.arch, input_size=args.input_size, load_avg_1min=round(load1[0], 2),
+                     peak_gflops=round(peak, 1) if peak else None, **r.as_dict(peak))
+            print("JSON " + json.dumps(d))
+    return results
+
+
+def _main():
+    from ppcls.utils.benchmark import BenchmarkError
+    try:
+        return main()
+    except BenchmarkError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    from ppcls.utils.cli import run_cli
+    run_cli(_main)
