@@ -6,6 +6,10 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 os.environ.setdefault("FLAGS_call_stack_level", "0")
 
+from ppcls.utils.cpu_env import prepare_cpu_env  # noqa: E402  (imports no paddle)
+
+prepare_cpu_env()      # as the tools do: MKL's AVX2 kernels on AMD CPUs, set before paddle loads
+
 import pytest  # noqa: E402
 
 

@@ -34,6 +34,29 @@ def test_mkl_avx2_switch_only_on_amd_with_avx2_and_never_over_the_user():
     assert prepare_cpu_env(user, AMD) == {} and user == {"MKL_DEBUG_CPU_TYPE": "2"}
 
 
+def test_engine_warns_when_paddle_was_imported_without_the_switch(monkeypatch):
+    import warnings
+    from ppcls.engine import env as run_env
+    from ppcls.utils import cpu_env
+    monkeypatch.delenv("MKL_DEBUG_CPU_TYPE", raising=False)
+    monkeypatch.delenv("PPCLS_NO_MKL_AVX2", raising=False)
+    monkeypatch.setattr(cpu_env, "_cpuinfo", lambda: AMD)
+    with pytest.warns(RuntimeWarning, match="MKL_DEBUG_CPU_TYPE=5"):
+        run_env.warn_slow_mkl()
+    for setting in ({"MKL_DEBUG_CPU_TYPE": "5"}, {"PPCLS_NO_MKL_AVX2": "1"}):
+        for k, v in setting.items():
+            monkeypatch.setenv(k, v)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            run_env.warn_slow_mkl()
+        for k in setting:
+            monkeypatch.delenv(k)
+    monkeypatch.setattr(cpu_env, "_cpuinfo", lambda: ("GenuineIntel", AMD[1]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run_env.warn_slow_mkl()
+
+
 # Records MKL_DEBUG_CPU_TYPE at the moment `paddle` is first imported (MKL reads it at load).
 _PROBE = r"""
 import os, runpy, sys
@@ -70,12 +93,18 @@ def test_tools_set_the_cpu_env_before_importing_paddle(tool, args):
 # ----------------------------------------------------------------------------- cases
 def test_compare_specs():
     assert [c.label for c in bm.parse_cases(None, "train", None, 2)] == \
-        ["train:dygraph:1", "train:dygraph:2"]
+        ["train:dygraph:default", "train:dygraph:1", "train:dygraph:2"]
     assert [c.label for c in bm.parse_cases("default", "eval", None, 2)] == \
-        ["eval:dygraph:1", "eval:dygraph:2", "eval:static:2"]
+        ["eval:dygraph:default", "eval:dygraph:2", "eval:static:2"]
     assert [c.label for c in bm.parse_cases("train:dygraph:1,eval::N,infer", "train", None, 3)] == \
         ["train:dygraph:1", "eval:static:3", "infer:paddle_inference:3"]
-    assert [c.label for c in bm.parse_cases("default", "train", None, 1)] == ["train:dygraph:1"]
+    assert [c.label for c in bm.parse_cases("default", "train", None, 1)] == \
+        ["train:dygraph:default", "train:dygraph:1"]
+    assert bm.parse_cases("eval:dygraph:default", "eval", None, 2)[0].paddle_defaults
+    with pytest.raises(bm.BenchmarkError, match="Paddle's defaults"):
+        bm.parse_cases("eval:static:default", "eval", None, 2)
+    with pytest.raises(bm.BenchmarkError, match="THREADS must be a number"):
+        bm.parse_cases("eval:dygraph:0", "eval", None, 2)
     with pytest.raises(bm.BenchmarkError, match="training runs in dygraph only"):
         bm.parse_cases("train:static:1", "train", None, 2)
     with pytest.raises(bm.BenchmarkError, match="THREADS must be a number"):
@@ -111,6 +140,24 @@ def test_benchmark_tool_prints_speed_flops_and_peak_fraction():
     table = [l.split() for l in text.splitlines() if l.split()[:1] in (["train"], ["eval"], ["infer"])]
     assert [row[:3] for row in table] == [c.split(":") for c in cases.split(",")]
     assert table[0][-1] == "1.00x"
+
+
+def test_paddle_defaults_baseline_runs_in_a_child_without_our_switches():
+    env = dict(os.environ, MKL_DEBUG_CPU_TYPE="5", OMP_NUM_THREADS="2")
+    out = run_tool("-a", "ResNet18", "--batch_size", "2", "--input_size", "32", "--warmup", "1",
+                   "--iters", "3", "--peak", "none", "--json",
+                   "--compare", "eval:dygraph:default,eval:dygraph:1,train:dygraph:default", env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = [json.loads(l[len("JSON "):]) for l in out.stdout.splitlines() if l.startswith("JSON ")]
+    assert [(r["mode"], r["threads"]) for r in rows] == [("eval", "default"), ("eval", 1),
+                                                           ("train", "default")]
+    for r in rows:
+        assert r["iters"] == 3 and r["ips"] > 0
+    for r in (rows[0], rows[2]):
+        assert r["note"] == "fresh process, Paddle's defaults: MKL_DEBUG_CPU_TYPE=unset"
+    table = [l.split() for l in out.stdout.splitlines() if l.split()[:1] in (["train"], ["eval"])]
+    assert [row[2] for row in table] == ["default", "1", "default"]
+    assert table[0][8] == "1.00x" and table[2][8] == "1.00x"       # ratio: per mode
 
 
 def test_benchmark_tool_rejects_bad_requests_with_one_line():

@@ -139,3 +139,41 @@ def test_sampler_shards_cover_the_set_and_pad_for_eval():
     first = list(train)
     train.set_epoch(1)
     assert len(first) == len(train) == 2 and list(train) != first
+
+
+# ----------------------------------------------------------------------------- per-batch normalisation
+def _loader_batches(digits_dir, transforms, num_workers=0):
+    from ppcls.data import build_dataloader
+    section = {"data_dir": digits_dir, "file_list": os.path.join(digits_dir, "val_list.txt"),
+               "transforms": transforms, "batch_size": 8, "num_workers": num_workers,
+               "shuffle_seed": 0}
+    loader, dataset, _ = build_dataloader(section, "VALID", 10, train=False)
+    return loader, dataset, [b for _, b in zip(range(3), loader)]
+
+
+@pytest.mark.parametrize("tail", [
+    [{"NormalizeImage": {"mean": [0.4, 0.5, 0.6], "std": [0.2, 0.3, 0.4]}}, {"ToCHWImage": {}}],
+    [{"ToCHWImage": {}}, {"NormalizeImage": {"order": "chw", "scale": 0.5}}]])
+def test_workers_send_uint8_and_the_batch_is_normalised_to_the_same_values(digits_dir, tail):
+    head = [{"DecodeImage": {}}, {"RandCropImage": {"size": 24}}, {"RandFlipImage": {}}]
+    loader, dataset, batches = _loader_batches(digits_dir, head + tail, num_workers=1)
+    assert dataset.batch_normalize is not None
+    item = dataset[0][0]
+    assert item.dtype == np.uint8 and item.shape == (3, 24, 24)          # what workers send
+    per_sample = make_dataset(digits_dir, head + tail)                     # the old path
+    assert per_sample.batch_normalize is None
+    for batch in batches:
+        images, index = batch[0], batch[2].numpy().reshape(-1)
+        assert str(images.dtype).endswith("float32") and list(images.shape) == [8, 3, 24, 24]
+        want = np.stack([per_sample[int(i)][0] for i in index])
+        np.testing.assert_allclose(images.numpy(), want, rtol=0, atol=1e-6)
+    assert len(loader) == -(-len(dataset) // 8)
+
+
+def test_pipelines_that_need_normalised_samples_stay_per_sample(digits_dir):
+    erase = [{"DecodeImage": {}}, {"RandCropImage": {"size": 24}}, {"NormalizeImage": {}},
+             {"ToCHWImage": {}}, {"RandomErasing": {"EPSILON": 1.0}}]
+    loader, dataset, batches = _loader_batches(digits_dir, erase)
+    assert dataset.batch_normalize is None and dataset[0][0].dtype == np.float32
+    assert str(batches[0][0].dtype).endswith("float32")
+    assert (batches[0][0].numpy() == 0).any()                           # the erased rectangles

@@ -4,8 +4,8 @@ GFLOP/s and its fraction of this machine's measured SGEMM peak.
   python tools/benchmark.py -a DLA60                                  (train, dygraph, all cores)
   python tools/benchmark.py -a DLA60 --mode eval --backend static     (the engine's fast eval)
   python tools/benchmark.py -a DLA60 --mode infer --backend onnxruntime
-  python tools/benchmark.py -a DLA60 --compare                        (train: 1 thread vs all cores)
-  python tools/benchmark.py -a DLA60 --mode eval --compare            (dygraph 1 / N threads vs static)
+  python tools/benchmark.py -a DLA60 --compare                        (train: Paddle's defaults, 1 thread, all cores)
+  python tools/benchmark.py -a DLA60 --mode eval --compare            (dygraph default / N threads vs static)
   python tools/benchmark.py -a DLA60 --compare all                    (every path, one table)
   python tools/benchmark.py -a DLA60 --compare train:dygraph:1,eval:static:2,infer:onnxruntime:2
 
@@ -13,8 +13,12 @@ Modes and backends: train (dygraph: the engine's TrainStep with the recipe's opt
 eval / infer with dygraph, static (the engine's oneDNN-predictor eval), paddle_inference (an
 exported model, as tools/infer.py runs it), onnxruntime (paddle2onnx + ONNX Runtime, if
 installed). Inputs are synthetic (random) batches: data loading is measured by tools/train.py's
-reader_cost. Training FLOPs = 3 x forward. --compare cases run interleaved in one process, so
-their ratios hold even when the machine is busy; the load average is printed with the results.
+reader_cost. Training FLOPs = 3 x forward. THREADS 'default' runs a dygraph case in a child
+process with Paddle's own defaults (one intra-op thread, none of the cpu_env switches such as
+MKL_DEBUG_CPU_TYPE): the baseline the speed targets are stated against. --compare cases run
+interleaved (one iteration of each in turn), so their ratios hold even when the machine is
+busy; the ratio column is relative to the first row of the same mode; the load average is
+printed with the results.
 """
 import argparse
 import json
@@ -50,7 +54,8 @@ def parser():
                         "at --threads), a number, or none")
     p.add_argument("--compare", nargs="?", const="default", default=None, metavar="CASES",
                    help="run several cases side by side: no value = the standard set for --mode, "
-                        "'all' = every path, or MODE:BACKEND:THREADS,... (THREADS may be N)")
+                        "'all' = every path, or MODE:BACKEND:THREADS,... (THREADS: a number, N = "
+                        "--threads, or default = Paddle's defaults in a child process)")
     p.add_argument("--json", action="store_true", help="also print one JSON object per case")
     return p
 

@@ -53,6 +53,22 @@ class EpochBatchSampler(paddle.io.BatchSampler):
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
 
+class NormalizedBatches:
+    """A DataLoader whose batches get their first field (the uint8 images) normalised once per
+    batch, on the batch's device (see transforms.BatchNormalize). Iterable and sized like the
+    loader it wraps."""
+
+    def __init__(self, loader, normalize):
+        self.loader, self.normalize = loader, normalize
+
+    def __iter__(self):
+        for batch in self.loader:
+            yield [self.normalize(batch[0]), *batch[1:]]
+
+    def __len__(self):
+        return len(self.loader)
+
+
 def per_device_batch(global_batch, world_size, section):
     if global_batch < world_size:
         raise DatasetError(f"{section}.batch_size={global_batch} is smaller than the number of "
@@ -80,7 +96,9 @@ def _end_with_trainer(trainer_pid, worker_id):
 
 def build_dataloader(section_cfg, section, classes_num, train, seed=0, rank=0, world_size=1,
                      places=None, max_missing=0):
-    """(DataLoader, dataset, sampler) for one TRAIN/VALID section of a recipe. ``max_missing``
+    """(loader, dataset, sampler) for one TRAIN/VALID section of a recipe; the loader yields
+    ``[images float32 NCHW, labels, index, bad_skipped]`` with the images normalised per batch when
+    the pipeline allows it (NormalizedBatches). ``max_missing``
     (max_bad_images) listed files may be missing: left out and counted as bad images."""
     try:
         check_pipeline(section_cfg["transforms"], section)
@@ -88,7 +106,7 @@ def build_dataloader(section_cfg, section, classes_num, train, seed=0, rank=0, w
         raise DatasetError(str(e)) from None
     dataset = ClassificationDataset(section_cfg["data_dir"], section_cfg["file_list"],
                                     section_cfg["transforms"], classes_num, seed=seed,
-                                    max_missing=max_missing)
+                                    max_missing=max_missing, batch_normalize=True)
     batch = per_device_batch(section_cfg["batch_size"], world_size, section)
     if train and len(dataset) < section_cfg["batch_size"]:
         raise DatasetError(f"{section}: {len(dataset)} images but a global batch of "
@@ -100,4 +118,6 @@ def build_dataloader(section_cfg, section, classes_num, train, seed=0, rank=0, w
                                   use_shared_memory=section_cfg["num_workers"] > 0,
                                   worker_init_fn=functools.partial(_end_with_trainer, os.getpid()),
                                   return_list=True)
+    if dataset.batch_normalize is not None:
+        loader = NormalizedBatches(loader, dataset.batch_normalize)
     return loader, dataset, sampler

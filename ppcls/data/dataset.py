@@ -16,7 +16,7 @@ import zlib
 import numpy as np
 import paddle
 
-from .transforms import BadImageError, apply_transforms, build_transforms
+from .transforms import BadImageError, apply_transforms, build_transforms, split_batch_normalize
 
 logger = logging.getLogger("ppcls")
 
@@ -119,10 +119,15 @@ def read_label_list(path):
 
 
 class ClassificationDataset(paddle.io.Dataset):
-    """Items are ``(image, label, index, bad_skipped)``."""
+    """Items are ``(image, label, index, bad_skipped)``.
+
+    ``batch_normalize=True`` leaves a trailing NormalizeImage + ToCHWImage out of the per-sample
+    transforms (items are then uint8 CHW images) and keeps it as ``self.batch_normalize``, to be
+    applied to each batch (ppcls.data.build_dataloader does); None when the pipeline has another
+    shape, in which case items are normalised per sample as before."""
 
     def __init__(self, data_dir, file_list="", transforms=(), classes_num=None, seed=0,
-                 check_files=True, max_missing=0):
+                 check_files=True, max_missing=0, batch_normalize=False):
         super().__init__()
         self.data_dir = data_dir
         self.missing, self._reported = [], set()
@@ -135,6 +140,9 @@ class ClassificationDataset(paddle.io.Dataset):
         else:
             self.samples, self.class_names = scan_image_folder(data_dir, classes_num)
         self.ops = build_transforms(list(transforms))
+        self.batch_normalize = None
+        if batch_normalize:
+            self.ops, self.batch_normalize = split_batch_normalize(self.ops)
         self.seed = seed
         self.epoch = 0
 

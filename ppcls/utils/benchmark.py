@@ -1,7 +1,9 @@
 """Speed of the training, evaluation and inference paths, in images/s and in GFLOP/s against
 the machine's measured SGEMM peak (``tools/benchmark.py`` is the command line).
 
-A *case* is (mode, backend, threads):
+A *case* is (mode, backend, threads); threads ``default`` runs the case in a fresh child
+process with Paddle's own defaults (none of ppcls.utils.cpu_env's switches, no thread setting:
+what ``import paddle`` gives), the baseline the speed targets are stated against:
 
   train  dygraph           the engine's training step (ppcls.engine.step.TrainStep: forward,
                            cross entropy with the recipe's label smoothing, backward, the
@@ -16,12 +18,16 @@ A *case* is (mode, backend, threads):
 Every forward backend also runs under ``eval`` or ``infer``: the mode only names the row.
 FLOPs per image are 2 x MACs (ppcls.utils.flops.count_macs) for a forward pass and 3x that for a
 training step (forward + backward for activations and weights). Several cases run interleaved
-(one timed iteration of each in turn), so a change in machine load hits them alike and their
-ratio stays meaningful; each case is timed after its own warm-up iterations.
+(one timed iteration of each in turn, a ``default`` case by a message to its child process), so
+a change in machine load hits them alike and their ratio stays meaningful; each case is timed
+after its own warm-up iterations.
 """
+import json
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -39,15 +45,28 @@ class BenchmarkError(ValueError):
     """A request the benchmark cannot run (unknown model, missing backend, bad case)."""
 
 
+DEFAULT_THREADS = 0          # Case.threads value of a Paddle-defaults case
+# What the child of a Paddle-defaults case must not inherit: our MKL switch and thread settings.
+NOT_PADDLE_DEFAULTS = ("MKL_DEBUG_CPU_TYPE", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "FLAGS_use_mkldnn")
+
+
 @dataclass(frozen=True)
 class Case:
     mode: str
     backend: str
-    threads: int
+    threads: int             # DEFAULT_THREADS: a child process with Paddle's defaults
+
+    @property
+    def paddle_defaults(self):
+        return self.threads == DEFAULT_THREADS
+
+    @property
+    def threads_name(self):
+        return "default" if self.paddle_defaults else str(self.threads)
 
     @property
     def label(self):
-        return f"{self.mode}:{self.backend}:{self.threads}"
+        return f"{self.mode}:{self.backend}:{self.threads_name}"
 
 
 def check_case(case):
@@ -58,7 +77,10 @@ def check_case(case):
                              f"static training with oneDNN computes no gradients in Paddle 3.3")
     if case.backend not in FORWARD_BACKENDS:
         raise BenchmarkError(f"{case.label}: backend must be one of {', '.join(FORWARD_BACKENDS)}")
-    if case.threads < 1:
+    if case.paddle_defaults and case.backend != "dygraph":
+        raise BenchmarkError(f"{case.label}: 'default' (Paddle's defaults) is a dygraph baseline; "
+                             f"give {case.backend} a thread count")
+    if case.threads < 0:
         raise BenchmarkError(f"{case.label}: threads must be >= 1")
     if case.backend == "onnxruntime":
         reason = onnxruntime_missing()
@@ -70,7 +92,8 @@ def check_case(case):
 def parse_cases(spec, mode, backend, threads):
     """Cases from ``--compare``: '' or 'default' -> the standard set for ``mode``; 'all' -> every
     path; else comma-separated MODE:BACKEND:THREADS items (THREADS may be N, meaning
-    ``threads``; BACKEND and THREADS may be left out)."""
+    ``threads``, or ``default``, Paddle's defaults in a child process; BACKEND and THREADS may be
+    left out). The standard sets start with the Paddle-defaults baseline of their mode."""
     spec = (spec or "default").strip()
     if spec in ("default", "all"):
         if spec == "all":
@@ -80,9 +103,10 @@ def parse_cases(spec, mode, backend, threads):
         cases = []
         for m in modes:
             if m == "train":
-                cases += [Case("train", "dygraph", 1), Case("train", "dygraph", threads)]
+                cases += [Case("train", "dygraph", DEFAULT_THREADS), Case("train", "dygraph", 1),
+                          Case("train", "dygraph", threads)]
             elif m == "eval":
-                cases += [Case("eval", "dygraph", 1), Case("eval", "dygraph", threads),
+                cases += [Case("eval", "dygraph", DEFAULT_THREADS), Case("eval", "dygraph", threads),
                           Case("eval", "static", threads)]
             else:
                 cases += [Case("infer", "paddle_inference", threads)]
@@ -104,8 +128,11 @@ def parse_cases(spec, mode, backend, threads):
         t = parts[2] if len(parts) > 2 and parts[2] else "N"
         if t.upper() == "N":
             t = threads
-        elif not t.isdigit():
-            raise BenchmarkError(f"--compare item {item!r}: THREADS must be a number or N")
+        elif t.lower() == "default":
+            t = DEFAULT_THREADS
+        elif not t.isdigit() or int(t) < 1:
+            raise BenchmarkError(f"--compare item {item!r}: THREADS must be a number >= 1, N or "
+                                 f"default")
         cases.append(check_case(Case(m, b, int(t))))
     if not cases:
         raise BenchmarkError(f"--compare {spec!r} names no case")
@@ -320,7 +347,8 @@ class Result:
         return self.ips * self.gflops_per_image
 
     def as_dict(self, peak=None):
-        d = {"mode": self.case.mode, "backend": self.case.backend, "threads": self.case.threads,
+        d = {"mode": self.case.mode, "backend": self.case.backend,
+             "threads": "default" if self.case.paddle_defaults else self.case.threads,
              "batch_size": self.batch, "iters": len(self.times), "ips": round(self.ips, 4),
              "ips_min": round(self.ips_range[0], 4), "ips_max": round(self.ips_range[1], 4),
              "median_s": round(self.median, 5), "gflops_per_image": round(self.gflops_per_image, 4),
@@ -330,6 +358,70 @@ class Result:
         if self.note:
             d["note"] = self.note
         return d
+
+
+def synthetic_batch(batch_size, input_size, class_dim):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch_size, 3, input_size, input_size), dtype=np.float32)
+    y = rng.integers(0, class_dim, (batch_size, 1)).astype("int64")
+    return x, y
+
+
+def make_runner(case, model, x, y, x_np, recipe, tmp_dirs):
+    if case.mode == "train":
+        return TrainRunner(model, x, y, recipe)
+    if case.backend == "dygraph":
+        return DygraphForward(model, x)
+    if case.backend == "static":
+        return StaticEvalForward(model, x, case.threads)
+    if "export" not in tmp_dirs:
+        tmp_dirs["export"] = tempfile.mkdtemp(prefix="ppcls_bench_")
+    return ExportedRunner(model, x_np, case.threads, case.backend, tmp_dirs["export"])
+
+
+class PaddleDefaultsRunner:
+    """A case run by a child process started with Paddle's defaults (``python -m
+    ppcls.utils.benchmark --worker``): it builds the same model and batch, warms up, then runs
+    one timed iteration per line it reads and answers with the seconds it took."""
+
+    def __init__(self, arch, case, batch_size, input_size, class_dim, warmup):
+        from .flops import REPO_ROOT
+        env = {k: v for k, v in os.environ.items() if k not in NOT_PADDLE_DEFAULTS}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p)
+        spec = dict(arch=arch, mode=case.mode, backend=case.backend, batch_size=batch_size,
+                    input_size=input_size, class_dim=class_dim, warmup=warmup)
+        self.label = case.label
+        self.stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ppcls.utils.benchmark", "--worker", json.dumps(spec)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, env=env,
+            cwd=REPO_ROOT, text=True, bufsize=1)
+        self.child_mkl_switch = self._expect("ready")[0]     # what MKL saw when it loaded
+
+    def _expect(self, word):
+        line = self.proc.stdout.readline()
+        if not line.startswith(word):
+            self.proc.kill()
+            self.proc.wait()
+            self.stderr.seek(0)
+            tail = self.stderr.read().decode(errors="replace").strip().splitlines()[-5:]
+            raise BenchmarkError(f"{self.label}: the Paddle-defaults child process failed "
+                                 f"(exit {self.proc.returncode}): " + " | ".join(tail))
+        return line.split()[1:]
+
+    def __call__(self):
+        self.proc.stdin.write("run\n")
+        self.proc.stdin.flush()
+        return float(self._expect("time")[0])
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.stderr.close()
 
 
 def run_cases(arch, cases, batch_size=16, input_size=224, class_dim=1000, warmup=2, iters=10,
@@ -342,40 +434,35 @@ def run_cases(arch, cases, batch_size=16, input_size=224, class_dim=1000, warmup
     recipe = recipe_for(arch)
     gpu = paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
     paddle.set_device("gpu" if gpu else "cpu")
-    rng = np.random.default_rng(0)
-    x_np = rng.standard_normal((batch_size, 3, input_size, input_size), dtype=np.float32)
-    y_np = rng.integers(0, class_dim, (batch_size, 1)).astype("int64")
+    x_np, y_np = synthetic_batch(batch_size, input_size, class_dim)
     x, y = paddle.to_tensor(x_np), paddle.to_tensor(y_np)
-    macs = None
+    paddle.seed(0)
+    macs = count_macs(build_for_benchmark(arch, class_dim, recipe), input_size)
     runners, results, tmp_dirs = [], [], {}
     try:
         for case in cases:
-            set_cpu_threads(case.threads)
-            paddle.seed(0)
-            model = build_for_benchmark(arch, class_dim, recipe)
-            if macs is None:
-                macs = count_macs(model, input_size)
             note = ""
-            if case.mode == "train":
-                runner = TrainRunner(model, x, y, recipe)
-            elif case.backend == "dygraph":
-                runner = DygraphForward(model, x)
-            elif case.backend == "static":
-                runner = StaticEvalForward(model, x, case.threads)
+            if case.paddle_defaults:
+                runner = PaddleDefaultsRunner(arch, case, batch_size, input_size, class_dim, warmup)
+                note = f"fresh process, Paddle's defaults: {runner.child_mkl_switch}"
             else:
-                if "export" not in tmp_dirs:
-                    tmp_dirs["export"] = tempfile.mkdtemp(prefix="ppcls_bench_")
-                runner = ExportedRunner(model, x_np, case.threads, case.backend, tmp_dirs["export"])
-            for _ in range(warmup):
-                runner()
-            if getattr(runner, "fell_back", False):
-                note = "predictor unavailable: ran in dygraph"
+                set_cpu_threads(case.threads)
+                paddle.seed(0)
+                model = build_for_benchmark(arch, class_dim, recipe)
+                runner = make_runner(case, model, x, y, x_np, recipe, tmp_dirs)
+                for _ in range(warmup):
+                    runner()
+                if getattr(runner, "fell_back", False):
+                    note = "predictor unavailable: ran in dygraph"
             factor = 3 if case.mode == "train" else 1
             results.append(Result(case, [], batch_size, factor * 2 * macs / 1e9, note))
             runners.append(runner)
             log(f"  ready: {case.label} ({warmup} warm-up iterations)")
         for _ in range(iters):
             for case, runner, result in zip(cases, runners, results):
+                if isinstance(runner, PaddleDefaultsRunner):
+                    result.times.append(runner())
+                    continue
                 set_cpu_threads(case.threads)
                 t = time.perf_counter()
                 runner()
@@ -389,16 +476,53 @@ def run_cases(arch, cases, batch_size=16, input_size=224, class_dim=1000, warmup
     return results, macs
 
 
+def _worker(spec_json):
+    """The child of PaddleDefaultsRunner: protocol lines on the real stdout, everything else
+    (Paddle's and our logs) on stderr."""
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    spec = json.loads(spec_json)
+    import paddle
+    case = Case(spec["mode"], spec["backend"], DEFAULT_THREADS)
+    recipe = recipe_for(spec["arch"])
+    paddle.set_device("cpu")
+    x_np, y_np = synthetic_batch(spec["batch_size"], spec["input_size"], spec["class_dim"])
+    x, y = paddle.to_tensor(x_np), paddle.to_tensor(y_np)
+    paddle.seed(0)
+    model = build_for_benchmark(spec["arch"], spec["class_dim"], recipe)
+    runner = make_runner(case, model, x, y, x_np, recipe, {})
+    for _ in range(spec["warmup"]):
+        runner()
+    proto.write(f"ready MKL_DEBUG_CPU_TYPE={os.environ.get('MKL_DEBUG_CPU_TYPE', 'unset')}\n")
+    for line in sys.stdin:
+        if line.strip() != "run":
+            break
+        t = time.perf_counter()
+        runner()
+        proto.write(f"time {time.perf_counter() - t:.6f}\n")
+
+
 # ----------------------------------------------------------------------------- report
 def format_table(results, peak=None):
-    head = (f"{'mode':<6}{'backend':<18}{'threads':>7}{'img/s':>9}{'(min..max)':>16}"
+    """One row per case; ``ratio`` is images/s over the first row of the same mode."""
+    head = (f"{'mode':<6}{'backend':<18}{'threads':>7}{'img/s':>9} {'(min..max)':>16}"
             f"{'GFLOPs/img':>12}{'GFLOP/s':>9}{'%peak':>7}{'ratio':>7}")
     lines = [head]
-    base = results[0].ips if results else 1.0
+    base = {}
+    for r in results:
+        base.setdefault(r.case.mode, r.ips)
     for r in results:
         lo, hi = r.ips_range
         frac = f"{100 * r.gflops / peak:6.1f}%" if peak else f"{'-':>7}"
-        lines.append(f"{r.case.mode:<6}{r.case.backend:<18}{r.case.threads:>7}{r.ips:>9.2f}"
-                     f"{f'({lo:.2f}..{hi:.2f})':>16}{r.gflops_per_image:>12.2f}{r.gflops:>9.1f}"
-                     f"{frac}{r.ips / base:>6.2f}x" + (f"  [{r.note}]" if r.note else ""))
+        lines.append(f"{r.case.mode:<6}{r.case.backend:<18}{r.case.threads_name:>7}{r.ips:>9.2f}"
+                     f" {f'({lo:.2f}..{hi:.2f})':>16}{r.gflops_per_image:>12.2f}{r.gflops:>9.1f}"
+                     f"{frac}{r.ips / base[r.case.mode]:>6.2f}x" + (f"  [{r.note}]" if r.note else ""))
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        _worker(sys.argv[2])
+    else:
+        sys.exit("usage: python tools/benchmark.py ... (this module's --worker mode is internal)")

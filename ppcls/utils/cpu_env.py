@@ -57,7 +57,3 @@ def prepare_cpu_env(environ=None, cpuinfo=None):
         done[switch[0]] = switch[1]
     return done
 
-
-def paddle_imported():
-    import sys
-    return "paddle" in sys.modules
