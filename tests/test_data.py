@@ -177,3 +177,17 @@ def test_pipelines_that_need_normalised_samples_stay_per_sample(digits_dir):
     assert dataset.batch_normalize is None and dataset[0][0].dtype == np.float32
     assert str(batches[0][0].dtype).endswith("float32")
     assert (batches[0][0].numpy() == 0).any()                           # the erased rectangles
+
+
+def test_synthetic_photo_folder_for_the_loading_benchmark(tmp_path):
+    from tools.prepare_demo_data import prepare_photos
+    n_train, n_val = prepare_photos(str(tmp_path), count=10, size=(500, 375), classes=4)
+    assert (n_train, n_val) == (8, 2)
+    lines = open(tmp_path / "train_list.txt").read().split("\n")[:-1] + \
+        open(tmp_path / "val_list.txt").read().split("\n")[:-1]
+    assert len(lines) == 10
+    for line in lines:
+        rel, label = line.split()
+        img = cv2.imread(str(tmp_path / rel))
+        assert img.shape == (375, 500, 3) and rel.endswith(".jpg")
+        assert f"class_{label}/" in rel and img.std() > 10      # not a flat colour

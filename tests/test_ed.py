@@ -56,10 +56,14 @@ PUBLISHED_ERROR = {
 # 1.2e-2 / 1.7e-3 (SE-ResNet50) and 8e-2 / 2.8e-2 (SE-ResNeXt50) from the official float64 ones).
 # 1e-5 is unreachable by any float32 port, so the strict 1e-5 is checked in float64: our float64
 # logits against the official float64 logits (tests/fixtures/parity_float64.json; measured
-# 1.3e-9 and 8e-7). The float32 check stays at SE_FIXTURE_RTOL: 5e-2 still fails every
-# structural slip tried (no SE 15x, SE without its ReLU 0.6, max-pool SE 0.6, ED without its
-# ReLU 0.5, ReLU after the decoder 1.3 relative error).
-SE_FIXTURE_RTOL = 5e-2
+# 1.3e-9 and 8e-7). The float32 check is a coarse one at SE_FIXTURE_RTOL, above that float32
+# noise floor (the official float32 logits themselves are 8e-2 from exact): which float32 path
+# runs decides where inside it we land (SE-ResNet50 / SE-ResNeXt50 measured with MKL's generic
+# kernels: 1.2e-2 / 8.8e-3; with its AVX2 kernels, which the tools and tests select on AMD CPUs
+# (ppcls.utils.cpu_env): 1.2e-2 / 5.7e-2).
+# 0.15 still fails every structural slip tried (no SE 15x, SE without its ReLU 0.6, max-pool SE
+# 0.6, ED without its ReLU 0.5, ReLU after the decoder 1.3 relative error).
+SE_FIXTURE_RTOL = 0.15
 SE_FIXTURES = {"ed_se50", "ed_se_resnext50"}
 
 
