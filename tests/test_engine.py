@@ -20,14 +20,14 @@ def weights(prefix):
 
 
 def test_training_rises_above_chance_and_writes_checkpoints(tiny_cfg):
-    cfg = tiny_cfg(n_train=256, n_val=60, extra=["epochs=3"])
+    cfg = tiny_cfg(n_train=256, n_val=60, extra=["epochs=4"])
     result = train(cfg)
-    assert result["best_top1"] > 0.35            # chance is 0.10 on ten digits
+    assert result["best_top1"] > 0.5             # chance is 0.10 on ten digits
     arch_dir = os.path.join(cfg.model_save_dir, "ResNet18")
-    assert sorted(os.listdir(arch_dir)) == ["0", "1", "2", "best_model"]
-    for d in ("0", "1", "2", "best_model"):
+    assert sorted(os.listdir(arch_dir)) == ["0", "1", "2", "3", "best_model"]
+    for d in ("0", "1", "2", "3", "best_model"):
         assert ckpt.is_complete(os.path.join(arch_dir, d))
-    assert ckpt.latest_checkpoint(arch_dir).endswith(os.path.join("2", "ppcls"))
+    assert ckpt.latest_checkpoint(arch_dir).endswith(os.path.join("3", "ppcls"))
     metrics = run_eval(tiny_cfg(n_train=256, n_val=60, extra=[
         f"pretrained_model={os.path.join(arch_dir, 'best_model', 'ppcls')}"]))
     assert metrics["top1"] == pytest.approx(result["best_top1"])
