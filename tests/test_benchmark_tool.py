@@ -93,7 +93,7 @@ def test_tools_set_the_cpu_env_before_importing_paddle(tool, args):
 # ----------------------------------------------------------------------------- cases
 def test_compare_specs():
     assert [c.label for c in bm.parse_cases(None, "train", None, 2)] == \
-        ["train:dygraph:default", "train:dygraph:1", "train:dygraph:2"]
+        ["train:dygraph:default", "train:dygraph:1", "train:dygraph:2", "train:dygraph:1x2"]
     assert [c.label for c in bm.parse_cases("default", "eval", None, 2)] == \
         ["eval:dygraph:default", "eval:dygraph:2", "eval:static:2"]
     assert [c.label for c in bm.parse_cases("train:dygraph:1,eval::N,infer", "train", None, 3)] == \
@@ -105,6 +105,10 @@ def test_compare_specs():
         bm.parse_cases("eval:static:default", "eval", None, 2)
     with pytest.raises(bm.BenchmarkError, match="THREADS must be a number"):
         bm.parse_cases("eval:dygraph:0", "eval", None, 2)
+    assert bm.parse_cases("train:dygraph:2x3", "train", None, 2)[0] == bm.Case("train", "dygraph", 2, 3)
+    assert bm.parse_cases("train:dygraph:1xN", "train", None, 4)[0] == bm.Case("train", "dygraph", 1, 4)
+    with pytest.raises(bm.BenchmarkError, match="training only"):
+        bm.parse_cases("eval:dygraph:1x2", "eval", None, 2)
     with pytest.raises(bm.BenchmarkError, match="training runs in dygraph only"):
         bm.parse_cases("train:static:1", "train", None, 2)
     with pytest.raises(bm.BenchmarkError, match="THREADS must be a number"):
@@ -158,6 +162,18 @@ def test_paddle_defaults_baseline_runs_in_a_child_without_our_switches():
     table = [l.split() for l in out.stdout.splitlines() if l.split()[:1] in (["train"], ["eval"])]
     assert [row[2] for row in table] == ["default", "1", "default"]
     assert table[0][8] == "1.00x" and table[2][8] == "1.00x"       # ratio: per mode
+
+
+def test_data_parallel_processes_case_runs_under_launch():
+    out = run_tool("-a", "ResNet18", "--batch_size", "4", "--input_size", "32", "--warmup", "1",
+                   "--iters", "3", "--peak", "none", "--json", "--compare", "train:dygraph:1x2")
+    assert out.returncode == 0, out.stdout + out.stderr
+    row, = [json.loads(l[len("JSON "):]) for l in out.stdout.splitlines() if l.startswith("JSON ")]
+    assert (row["threads"], row["procs"], row["batch_size"], row["iters"]) == (1, 2, 4, 3)
+    assert row["ips"] > 0 and "2 data-parallel processes x 2 images" in row["note"]
+    out = run_tool("-a", "ResNet18", "--batch_size", "3", "--peak", "none", "--compare",
+                   "train:dygraph:1x2")
+    assert out.returncode == 2 and "not divisible by 2 processes" in out.stderr
 
 
 def test_benchmark_tool_rejects_bad_requests_with_one_line():

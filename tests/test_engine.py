@@ -143,3 +143,15 @@ def test_cli_help_and_clean_errors(tmp_path):
     assert "epochz: unknown key; did you mean 'epochs'?" in bad.stderr
     assert "Traceback" not in bad.stderr
     assert not (tmp_path / "output").exists()          # nothing written
+
+
+def test_single_process_multi_thread_cpu_run_names_the_faster_launch(tiny_cfg, capsys, tmp_path):
+    train(tiny_cfg(n_train=64, n_val=20, extra=["epochs=1", "validate=False", "cpu_threads=2"]))
+    out = capsys.readouterr().out
+    assert "1 worker(s) on Place(cpu) (2 CPU threads each)" in out
+    assert ("hint: on CPU, 2 processes of 1 thread train faster than 1 of 2: python -m "
+            "paddle.distributed.launch --nproc_per_node 2 tools/train.py") in out
+    train(tiny_cfg(n_train=64, n_val=20, extra=["epochs=1", "validate=False", "cpu_threads=1",
+                                                 f"model_save_dir={tmp_path / 'one_thread'}"]))
+    out = capsys.readouterr().out
+    assert "(1 CPU threads each)" in out and "hint:" not in out

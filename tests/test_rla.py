@@ -10,7 +10,9 @@ Parity criterion per fixture (the same three kinds as tests/test_resnet_eca.py):
   ones, so no float32 port can promise 1e-5. Checked: the strict 1e-5 in float64, our float64
   logits against the official float64 logits (tests/fixtures/parity_float64.json; measured
   4e-10); and the official float32 logits within 3x our own float32 rounding band
-  |ours32 - ours64|, that band below 1e-3.
+  |ours32 - ours64|, that band below 5e-3 (measured 2.0e-3 / 4.1e-4 per row with the ECA
+  gate's global pooling as adaptive_avg_pool2d, like the official eca_layer's
+  nn.AdaptiveAvgPool2d; Paddle's reduce_mean rounds differently and gave < 1e-3).
 * ``chaotic``: RLA-ECA-ResNet101/152 with these weights are chaotic in float32: the official
   code's own float32 and float64 logits differ by 40% (R101, first row) and 40-48% (R152), so the
   float32 output is not compared. Float64 is stable (a channels_last rerun of the official float64
@@ -91,7 +93,7 @@ def test_parity_and_counts(fixture_name, arch, gmacs, kind):
     with paddle.no_grad():
         ours = model(paddle.to_tensor(x)).numpy()
     band = _row_rel(ours.astype(np.float64), exact)
-    assert (band < 1e-3).all(), f"float32 rounding band {band} is too wide to judge parity"
+    assert (band < 5e-3).all(), f"float32 rounding band {band} is too wide to judge parity"
     off = _row_rel(exact, expected.astype(np.float64))
     assert (off <= np.maximum(1e-5, 3 * band)).all(), \
         f"official logits are {off} from the exact answer, float32 band is {band}"

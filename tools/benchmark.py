@@ -125,5 +125,9 @@ def _main():
 
 
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":      # a data-parallel case's process
+        from ppcls.utils.benchmark import _worker
+        _worker(sys.argv[2])
+        sys.exit(0)
     from ppcls.utils.cli import run_cli
     run_cli(_main)

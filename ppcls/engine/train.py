@@ -252,6 +252,13 @@ def train(cfg):
                 + f" (global {global_batch}), "
                 f"{len(train_set)} training images, {steps_per_epoch} steps/epoch, "
                 f"epochs {start_epoch}..{cfg['epochs'] - 1}")
+    if env.on_cpu and env.world_size == 1 and env.threads > 1:
+        # Depthwise conv, BN and element-wise kernels use one thread in Paddle's dygraph, so one
+        # single-threaded process per core trains faster (docs/speed.md: on 2 cores 1.19x for
+        # DLA60, 1.76x for ReXNet_1_0).
+        logger.info(f"hint: on CPU, {env.threads} processes of 1 thread train faster than 1 of "
+                    f"{env.threads}: python -m paddle.distributed.launch --nproc_per_node "
+                    f"{env.threads} tools/train.py ... (batch_size stays the global batch)")
     train_model = paddle.DataParallel(model) if env.world_size > 1 else model
     mixer = BatchMixer(cfg["TRAIN"]["mix"], seed + env.rank) if cfg["use_mix"] else None
     vdl = _vdl_writer(cfg, env.rank)

@@ -24,6 +24,7 @@ after its own warm-up iterations.
 """
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -55,6 +56,7 @@ class Case:
     mode: str
     backend: str
     threads: int             # DEFAULT_THREADS: a child process with Paddle's defaults
+    procs: int = 1           # > 1: data-parallel training in this many processes (launch, gloo)
 
     @property
     def paddle_defaults(self):
@@ -62,7 +64,10 @@ class Case:
 
     @property
     def threads_name(self):
-        return "default" if self.paddle_defaults else str(self.threads)
+        """'default', 'T' or 'TxP' (P processes of T threads each)."""
+        if self.paddle_defaults:
+            return "default"
+        return f"{self.threads}x{self.procs}" if self.procs > 1 else str(self.threads)
 
     @property
     def label(self):
@@ -82,6 +87,9 @@ def check_case(case):
                              f"give {case.backend} a thread count")
     if case.threads < 0:
         raise BenchmarkError(f"{case.label}: threads must be >= 1")
+    if case.procs < 1 or (case.procs > 1 and (case.mode != "train" or case.paddle_defaults)):
+        raise BenchmarkError(f"{case.label}: several processes (TxP) are for training only "
+                             f"(data parallel, as paddle.distributed.launch runs tools/train.py)")
     if case.backend == "onnxruntime":
         reason = onnxruntime_missing()
         if reason:
@@ -92,8 +100,9 @@ def check_case(case):
 def parse_cases(spec, mode, backend, threads):
     """Cases from ``--compare``: '' or 'default' -> the standard set for ``mode``; 'all' -> every
     path; else comma-separated MODE:BACKEND:THREADS items (THREADS may be N, meaning
-    ``threads``, or ``default``, Paddle's defaults in a child process; BACKEND and THREADS may be
-    left out). The standard sets start with the Paddle-defaults baseline of their mode."""
+    ``threads``, ``default``, Paddle's defaults in a child process, or TxP, P data-parallel
+    training processes of T threads; BACKEND and THREADS may be left out). The standard sets
+    start with the Paddle-defaults baseline of their mode."""
     spec = (spec or "default").strip()
     if spec in ("default", "all"):
         if spec == "all":
@@ -105,6 +114,8 @@ def parse_cases(spec, mode, backend, threads):
             if m == "train":
                 cases += [Case("train", "dygraph", DEFAULT_THREADS), Case("train", "dygraph", 1),
                           Case("train", "dygraph", threads)]
+                if threads > 1:          # one single-threaded process per core
+                    cases.append(Case("train", "dygraph", 1, threads))
             elif m == "eval":
                 cases += [Case("eval", "dygraph", DEFAULT_THREADS), Case("eval", "dygraph", threads),
                           Case("eval", "static", threads)]
@@ -126,14 +137,20 @@ def parse_cases(spec, mode, backend, threads):
         b = parts[1] if len(parts) > 1 and parts[1] else (backend if m == mode and backend
                                                            else DEFAULT_BACKEND.get(m, ""))
         t = parts[2] if len(parts) > 2 and parts[2] else "N"
+        procs = 1
+        tp = re.fullmatch(r"(\d+|n)x(\d+|n)", t.lower())
+        if tp:
+            t, procs = tp.group(1), (threads if tp.group(2) == "n" else int(tp.group(2)))
+            if procs < 1:
+                raise BenchmarkError(f"--compare item {item!r}: TxP needs P >= 1 processes")
         if t.upper() == "N":
             t = threads
         elif t.lower() == "default":
             t = DEFAULT_THREADS
         elif not t.isdigit() or int(t) < 1:
-            raise BenchmarkError(f"--compare item {item!r}: THREADS must be a number >= 1, N or "
-                                 f"default")
-        cases.append(check_case(Case(m, b, int(t))))
+            raise BenchmarkError(f"--compare item {item!r}: THREADS must be a number >= 1, N, "
+                                 f"TxP or default")
+        cases.append(check_case(Case(m, b, int(t), procs)))
     if not cases:
         raise BenchmarkError(f"--compare {spec!r} names no case")
     return cases
@@ -349,6 +366,7 @@ class Result:
     def as_dict(self, peak=None):
         d = {"mode": self.case.mode, "backend": self.case.backend,
              "threads": "default" if self.case.paddle_defaults else self.case.threads,
+             "procs": self.case.procs,
              "batch_size": self.batch, "iters": len(self.times), "ips": round(self.ips, 4),
              "ips_min": round(self.ips_range[0], 4), "ips_max": round(self.ips_range[1], 4),
              "median_s": round(self.median, 5), "gflops_per_image": round(self.gflops_per_image, 4),
@@ -424,6 +442,87 @@ class PaddleDefaultsRunner:
         self.stderr.close()
 
 
+class MultiProcessRunner:
+    """Data-parallel training in ``case.procs`` processes of ``case.threads`` threads, started by
+    ``paddle.distributed.launch`` exactly as a multi-process CPU run of tools/train.py is (gloo
+    all-reduce, ``batch_size`` split over the processes). Each process builds the model, warms
+    up, connects to this process over a local socket and runs one step per ``run`` it reads;
+    an iteration is timed here from the request to the last answer."""
+
+    def __init__(self, arch, case, batch_size, input_size, class_dim, warmup):
+        import socket
+        from .flops import REPO_ROOT
+        if batch_size % case.procs:
+            raise BenchmarkError(f"{case.label}: --batch_size {batch_size} is not divisible by "
+                                 f"{case.procs} processes")
+        self.label = case.label
+        self.server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(case.procs)
+        self.server.settimeout(1.0)
+        self.log_dir = tempfile.mkdtemp(prefix="ppcls_bench_launch_")
+        spec = dict(arch=arch, mode=case.mode, backend=case.backend, threads=case.threads,
+                    batch_size=batch_size // case.procs, input_size=input_size,
+                    class_dim=class_dim, warmup=warmup, port=self.server.getsockname()[1])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node",
+             str(case.procs), "--log_dir", self.log_dir,
+             os.path.join(REPO_ROOT, "tools", "benchmark.py"), "--worker", json.dumps(spec)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+            cwd=REPO_ROOT)
+        self.conns = []
+        try:
+            while len(self.conns) < case.procs:
+                try:
+                    conn, _ = self.server.accept()
+                except socket.timeout:
+                    if self.proc.poll() is not None:
+                        self._fail("ended before it was ready")
+                    continue
+                self.conns.append(conn.makefile("rw"))
+            for f in self.conns:
+                if not f.readline().startswith("ready"):
+                    self._fail("did not get ready")
+        except BaseException:
+            self.close()
+            raise
+
+    def _fail(self, what):
+        tail = ""
+        log = os.path.join(self.log_dir, "workerlog.0")
+        if os.path.isfile(log):
+            with open(log, errors="replace") as f:
+                tail = " | ".join(f.read().strip().splitlines()[-5:])
+        raise BenchmarkError(f"{self.label}: the data-parallel worker processes {what} "
+                             f"(launch exit {self.proc.poll()}): {tail}")
+
+    def __call__(self):
+        t = time.perf_counter()
+        for f in self.conns:      # every rank must get it before any answer is awaited
+            f.write("run\n")
+            f.flush()
+        for f in self.conns:
+            if not f.readline().startswith("time"):
+                self._fail("stopped answering")
+        return time.perf_counter() - t
+
+    def close(self):
+        for f in self.conns:
+            try:
+                f.close()
+            except OSError:
+                pass
+        self.server.close()
+        if self.proc.poll() is None:
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.log_dir, ignore_errors=True)
+
+
 def run_cases(arch, cases, batch_size=16, input_size=224, class_dim=1000, warmup=2, iters=10,
               log=print):
     """Build each case, warm it up, then time ``iters`` rounds of one iteration per case in
@@ -445,6 +544,10 @@ def run_cases(arch, cases, batch_size=16, input_size=224, class_dim=1000, warmup
             if case.paddle_defaults:
                 runner = PaddleDefaultsRunner(arch, case, batch_size, input_size, class_dim, warmup)
                 note = f"fresh process, Paddle's defaults: {runner.child_mkl_switch}"
+            elif case.procs > 1:
+                runner = MultiProcessRunner(arch, case, batch_size, input_size, class_dim, warmup)
+                note = (f"{case.procs} data-parallel processes x {batch_size // case.procs} images "
+                        f"(paddle.distributed.launch, gloo)")
             else:
                 set_cpu_threads(case.threads)
                 paddle.seed(0)
@@ -460,7 +563,7 @@ def run_cases(arch, cases, batch_size=16, input_size=224, class_dim=1000, warmup
             log(f"  ready: {case.label} ({warmup} warm-up iterations)")
         for _ in range(iters):
             for case, runner, result in zip(cases, runners, results):
-                if isinstance(runner, PaddleDefaultsRunner):
+                if isinstance(runner, (PaddleDefaultsRunner, MultiProcessRunner)):
                     result.times.append(runner())
                     continue
                 set_cpu_threads(case.threads)
@@ -483,6 +586,8 @@ def _worker(spec_json):
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     spec = json.loads(spec_json)
+    if "port" in spec:
+        return _data_parallel_worker(spec)
     import paddle
     case = Case(spec["mode"], spec["backend"], DEFAULT_THREADS)
     recipe = recipe_for(spec["arch"])
@@ -519,6 +624,40 @@ def format_table(results, peak=None):
                      f" {f'({lo:.2f}..{hi:.2f})':>16}{r.gflops_per_image:>12.2f}{r.gflops:>9.1f}"
                      f"{frac}{r.ips / base[r.case.mode]:>6.2f}x" + (f"  [{r.note}]" if r.note else ""))
     return "\n".join(lines)
+
+
+
+def _data_parallel_worker(spec):
+    """One process of MultiProcessRunner, started by paddle.distributed.launch."""
+    import socket
+    import paddle
+    from ..engine.env import init_env
+    env = init_env("auto", spec["threads"], None)
+    recipe = recipe_for(spec["arch"])
+    x_np, y_np = synthetic_batch(spec["batch_size"], spec["input_size"], spec["class_dim"])
+    rng = np.random.default_rng(env.rank)           # each rank its own images, as in training
+    x_np = rng.standard_normal(x_np.shape, dtype=np.float32)
+    x, y = paddle.to_tensor(x_np), paddle.to_tensor(y_np)
+    paddle.seed(0)
+    model = build_for_benchmark(spec["arch"], spec["class_dim"], recipe)
+    if env.world_size > 1:
+        model = paddle.DataParallel(model)
+    runner = TrainRunner(model, x, y, recipe)
+    for _ in range(spec["warmup"]):
+        runner()
+    conn = socket.create_connection(("127.0.0.1", spec["port"]))
+    f = conn.makefile("rw")
+
+    def send(line):               # a socket file has no line buffering: flush each message
+        f.write(line + "\n")
+        f.flush()
+    send(f"ready {env.rank}")
+    for line in f:
+        if line.strip() != "run":
+            break
+        t = time.perf_counter()
+        runner()
+        send(f"time {time.perf_counter() - t:.6f}")
 
 
 if __name__ == "__main__":

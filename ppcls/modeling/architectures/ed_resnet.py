@@ -73,9 +73,10 @@ class SELayer(nn.Layer):
         self.fc_extention = _torch_linear(channels // reduction, channels)
 
     def forward(self, x):
-        y = x.mean(axis=[2, 3])
+        c = x.shape[1]
+        y = F.adaptive_avg_pool2d(x, 1).reshape([-1, c])     # oneDNN-friendly form, see ECA
         y = F.sigmoid(self.fc_extention(F.relu(self.fc_reduction(y))))
-        return x * y.unsqueeze(-1).unsqueeze(-1)
+        return x * y.reshape([-1, c, 1, 1])
 
 
 def _size_rule_message(what):

@@ -45,10 +45,13 @@ class ECA(nn.Layer):
         self.conv = nn.Conv1D(1, 1, k_size, padding=(k_size - 1) // 2, bias_attr=False)
 
     def forward(self, x):
-        y = x.mean(axis=[2, 3])                     # N, C
-        y = self.conv(y.unsqueeze(1))               # N, 1, C
-        y = F.sigmoid(y).squeeze(1)
-        return x * y.unsqueeze(-1).unsqueeze(-1)
+        # Pooling and reshapes rather than mean(axis=[2, 3]) and (un)squeeze: the same numbers,
+        # but Paddle 3.3's oneDNN predictor runs this form 2.2x faster for ECA-ResNet50 (the
+        # other kept the whole model on a slow path; docs/speed.md).
+        c = x.shape[1]
+        y = F.adaptive_avg_pool2d(x, 1).reshape([-1, 1, c])       # N, 1, C
+        y = F.sigmoid(self.conv(y))
+        return x * y.reshape([-1, c, 1, 1])
 
 
 def kaiming_normal_fan_out_(layer):
