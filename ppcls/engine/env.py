@@ -55,13 +55,13 @@ def set_cpu_threads(n):
 
 def warn_slow_mkl():
     """Paddle was imported without ``MKL_DEBUG_CPU_TYPE=5`` on an AMD CPU with AVX2: MKL runs its
-    generic kernels and dygraph training is ~2.5x slower (tools/*.py set it before importing
+    generic kernels and dygraph training is ~2.7x slower for DLA60 (tools/*.py set it before importing
     paddle; ppcls.utils.cpu_env)."""
     from ..utils.cpu_env import mkl_avx2_switch
     if mkl_avx2_switch() is not None:
         import warnings
         warnings.warn("MKL runs its generic (non-AVX2) kernels on this AMD CPU: dygraph training "
-                      "and evaluation are ~2.5x slower. Set MKL_DEBUG_CPU_TYPE=5 before importing "
+                      "and evaluation are ~2-3x slower. Set MKL_DEBUG_CPU_TYPE=5 before importing "
                       "paddle (tools/train.py and tools/eval.py do; PPCLS_NO_MKL_AVX2=1 silences "
                       "this)", RuntimeWarning, stacklevel=3)
 
