@@ -397,23 +397,30 @@ def make_runner(case, model, x, y, x_np, recipe, tmp_dirs):
     return ExportedRunner(model, x_np, case.threads, case.backend, tmp_dirs["export"])
 
 
+def _child_env(drop=()):
+    """This process's environment less ``drop``, with the repository importable."""
+    from .flops import REPO_ROOT
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p)
+    return env
+
+
 class PaddleDefaultsRunner:
+    self_timed = True         # __call__ returns the child's own timing of the iteration
     """A case run by a child process started with Paddle's defaults (``python -m
     ppcls.utils.benchmark --worker``): it builds the same model and batch, warms up, then runs
     one timed iteration per line it reads and answers with the seconds it took."""
 
     def __init__(self, arch, case, batch_size, input_size, class_dim, warmup):
         from .flops import REPO_ROOT
-        env = {k: v for k, v in os.environ.items() if k not in NOT_PADDLE_DEFAULTS}
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p)
         spec = dict(arch=arch, mode=case.mode, backend=case.backend, batch_size=batch_size,
                     input_size=input_size, class_dim=class_dim, warmup=warmup)
         self.label = case.label
         self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ppcls.utils.benchmark", "--worker", json.dumps(spec)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, env=env,
-            cwd=REPO_ROOT, text=True, bufsize=1)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
+            env=_child_env(NOT_PADDLE_DEFAULTS), cwd=REPO_ROOT, text=True, bufsize=1)
         self.child_mkl_switch = self._expect("ready")[0]     # what MKL saw when it loaded
 
     def _expect(self, word):
@@ -443,6 +450,7 @@ class PaddleDefaultsRunner:
 
 
 class MultiProcessRunner:
+    self_timed = True         # __call__ returns the round trip of one step on every rank
     """Data-parallel training in ``case.procs`` processes of ``case.threads`` threads, started by
     ``paddle.distributed.launch`` exactly as a multi-process CPU run of tools/train.py is (gloo
     all-reduce, ``batch_size`` split over the processes). Each process builds the model, warms
@@ -464,13 +472,11 @@ class MultiProcessRunner:
         spec = dict(arch=arch, mode=case.mode, backend=case.backend, threads=case.threads,
                     batch_size=batch_size // case.procs, input_size=input_size,
                     class_dim=class_dim, warmup=warmup, port=self.server.getsockname()[1])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node",
              str(case.procs), "--log_dir", self.log_dir,
-             os.path.join(REPO_ROOT, "tools", "benchmark.py"), "--worker", json.dumps(spec)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-            cwd=REPO_ROOT)
+             os.path.join(REPO_ROOT, "tools", "benchmark.py"), "--worker", json.dumps(spec)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_child_env(), cwd=REPO_ROOT)
         self.conns = []
         try:
             while len(self.conns) < case.procs:
@@ -563,7 +569,7 @@ def run_cases(arch, cases, batch_size=16, input_size=224, class_dim=1000, warmup
             log(f"  ready: {case.label} ({warmup} warm-up iterations)")
         for _ in range(iters):
             for case, runner, result in zip(cases, runners, results):
-                if isinstance(runner, (PaddleDefaultsRunner, MultiProcessRunner)):
+                if getattr(runner, "self_timed", False):
                     result.times.append(runner())
                     continue
                 set_cpu_threads(case.threads)
@@ -579,33 +585,65 @@ def run_cases(arch, cases, batch_size=16, input_size=224, class_dim=1000, warmup
     return results, macs
 
 
-def _worker(spec_json):
-    """The child of PaddleDefaultsRunner: protocol lines on the real stdout, everything else
-    (Paddle's and our logs) on stderr."""
-    proto = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    spec = json.loads(spec_json)
-    if "port" in spec:
-        return _data_parallel_worker(spec)
+def _warm_runner(spec, case, rank=0, parallel=False):
+    """A child's runner for ``spec``: the parent's synthetic batch (rank > 0: other images, as
+    each rank of a training run sees its own), the model, warmed up."""
     import paddle
-    case = Case(spec["mode"], spec["backend"], DEFAULT_THREADS)
     recipe = recipe_for(spec["arch"])
-    paddle.set_device("cpu")
     x_np, y_np = synthetic_batch(spec["batch_size"], spec["input_size"], spec["class_dim"])
+    if rank:
+        x_np = np.random.default_rng(rank).standard_normal(x_np.shape, dtype=np.float32)
     x, y = paddle.to_tensor(x_np), paddle.to_tensor(y_np)
     paddle.seed(0)
     model = build_for_benchmark(spec["arch"], spec["class_dim"], recipe)
+    if parallel:
+        model = paddle.DataParallel(model)
     runner = make_runner(case, model, x, y, x_np, recipe, {})
     for _ in range(spec["warmup"]):
         runner()
-    proto.write(f"ready MKL_DEBUG_CPU_TYPE={os.environ.get('MKL_DEBUG_CPU_TYPE', 'unset')}\n")
-    for line in sys.stdin:
+    return runner
+
+
+def _serve(runner, lines, send):
+    """Run one timed iteration per ``run`` line and answer with its seconds."""
+    for line in lines:
         if line.strip() != "run":
             break
         t = time.perf_counter()
         runner()
-        proto.write(f"time {time.perf_counter() - t:.6f}\n")
+        send(f"time {time.perf_counter() - t:.6f}")
+
+
+def _worker(spec_json):
+    """A benchmark child: a Paddle-defaults case (protocol on stdin/stdout) or, with a port, one
+    process of a data-parallel case (protocol on a socket)."""
+    spec = json.loads(spec_json)
+    if "port" in spec:
+        return _data_parallel_worker(spec)
+    proto = os.fdopen(os.dup(1), "w", buffering=1)     # protocol lines on the real stdout,
+    os.dup2(2, 1)                                       # Paddle's and our logs on stderr
+    sys.stdout = sys.stderr
+    import paddle
+    paddle.set_device("cpu")
+    runner = _warm_runner(spec, Case(spec["mode"], spec["backend"], DEFAULT_THREADS))
+    proto.write(f"ready MKL_DEBUG_CPU_TYPE={os.environ.get('MKL_DEBUG_CPU_TYPE', 'unset')}\n")
+    _serve(runner, sys.stdin, lambda line: proto.write(line + "\n"))
+
+
+def _data_parallel_worker(spec):
+    """One process of MultiProcessRunner, started by paddle.distributed.launch."""
+    import socket
+    from ..engine.env import init_env
+    env = init_env("auto", spec["threads"], None)
+    case = Case(spec["mode"], spec["backend"], spec["threads"])
+    runner = _warm_runner(spec, case, env.rank, parallel=env.world_size > 1)
+    f = socket.create_connection(("127.0.0.1", spec["port"])).makefile("rw")
+
+    def send(line):               # a socket file has no line buffering: flush each message
+        f.write(line + "\n")
+        f.flush()
+    send(f"ready {env.rank}")
+    _serve(runner, f, send)
 
 
 # ----------------------------------------------------------------------------- report
@@ -624,40 +662,6 @@ def format_table(results, peak=None):
                      f" {f'({lo:.2f}..{hi:.2f})':>16}{r.gflops_per_image:>12.2f}{r.gflops:>9.1f}"
                      f"{frac}{r.ips / base[r.case.mode]:>6.2f}x" + (f"  [{r.note}]" if r.note else ""))
     return "\n".join(lines)
-
-
-
-def _data_parallel_worker(spec):
-    """One process of MultiProcessRunner, started by paddle.distributed.launch."""
-    import socket
-    import paddle
-    from ..engine.env import init_env
-    env = init_env("auto", spec["threads"], None)
-    recipe = recipe_for(spec["arch"])
-    x_np, y_np = synthetic_batch(spec["batch_size"], spec["input_size"], spec["class_dim"])
-    rng = np.random.default_rng(env.rank)           # each rank its own images, as in training
-    x_np = rng.standard_normal(x_np.shape, dtype=np.float32)
-    x, y = paddle.to_tensor(x_np), paddle.to_tensor(y_np)
-    paddle.seed(0)
-    model = build_for_benchmark(spec["arch"], spec["class_dim"], recipe)
-    if env.world_size > 1:
-        model = paddle.DataParallel(model)
-    runner = TrainRunner(model, x, y, recipe)
-    for _ in range(spec["warmup"]):
-        runner()
-    conn = socket.create_connection(("127.0.0.1", spec["port"]))
-    f = conn.makefile("rw")
-
-    def send(line):               # a socket file has no line buffering: flush each message
-        f.write(line + "\n")
-        f.flush()
-    send(f"ready {env.rank}")
-    for line in f:
-        if line.strip() != "run":
-            break
-        t = time.perf_counter()
-        runner()
-        send(f"time {time.perf_counter() - t:.6f}")
 
 
 if __name__ == "__main__":
