@@ -41,7 +41,7 @@ def tiny_cfg(digits_dir, tmp_path):
         val = val[:: max(1, len(val) // n_val)][:n_val]
         tl = write_list(tmp_path / "train.txt", train)
         vl = write_list(tmp_path / "val.txt", val)
-        from ppcls.utils.config import load_config
+        from ppcls.engine.recipe import load_config
         overrides = [f"TRAIN.data_dir={digits_dir}", f"TRAIN.file_list={tl}",
                      f"VALID.data_dir={digits_dir}", f"VALID.file_list={vl}",
                      f"VALID.label_list={os.path.join(digits_dir, 'label_list.txt')}",

@@ -17,8 +17,8 @@ import pytest
 
 from ppcls.modeling import list_models
 from ppcls.modeling.architectures.layers import ECA
-from ppcls.utils import flops
-from ppcls.utils import log_parse
+from ppcls.analysis import flops, model_zoo
+from ppcls.analysis import log_parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARCHITECTURES_MD = os.path.join(ROOT, "..", "shared", "reference", "ARCHITECTURES.md")
@@ -190,12 +190,12 @@ def test_ed_efficient_variants_land_on_published_gflops(name, counts):
 def test_thop_counts_reproduce_published_tables(name, counts):
     _require(name)
     params_pub, flops_pub, version = PUBLISHED_THOP[name]
-    assert flops.resolve_counter("thop", name) == version
+    assert model_zoo.resolve_counter("thop", name) == version
     params, ops = counts(name).value(version)
     assert flops.printed_as(params, params_pub) == params_pub, (name, flops.thop_format(params, 3))
     assert flops.printed_as(ops, flops_pub) == flops_pub, (name, flops.thop_format(ops, 3))
     # ... and the row the tool prints in the papers' units is the published one
-    row = next(flops.count_rows([name], "thop", "binary", counts_fn=counts))
+    row = next(model_zoo.count_rows([name], "thop", "binary", counts_fn=counts))
     assert (row["params_str"], row["flops_str"]) == (params_pub, flops_pub)
 
 
@@ -463,30 +463,30 @@ def _stub_counts(name):
 
 def test_zoo_block_render_and_replace(tmp_path):
     _require("ResNet50")
-    rows = flops.zoo_rows(["ResNet50"], _stub_counts, root=str(tmp_path))
+    rows = model_zoo.zoo_rows(["ResNet50"], _stub_counts, root=str(tmp_path))
     assert rows[0]["config"] is None
     (tmp_path / "configs" / "ResNet").mkdir(parents=True)
     (tmp_path / "configs" / "ResNet" / "ResNet50.yaml").write_text("mode: train\n")
-    rows = flops.zoo_rows(["ResNet50"], _stub_counts, root=str(tmp_path))
-    block = flops.render_zoo_block(rows)
-    assert block.startswith(flops.ZOO_START) and block.endswith(flops.ZOO_END)
+    rows = model_zoo.zoo_rows(["ResNet50"], _stub_counts, root=str(tmp_path))
+    block = model_zoo.render_zoo_block(rows)
+    assert block.startswith(model_zoo.ZOO_START) and block.endswith(model_zoo.ZOO_END)
     assert ("| ResNet | ResNet50 | 1.23 | 2.346 | — | "
             "[ResNet50.yaml](configs/ResNet/ResNet50.yaml) |") in block
-    doc = flops.render_zoo_doc(rows)
+    doc = model_zoo.render_zoo_doc(rows)
     assert "(../configs/ResNet/ResNet50.yaml)" in doc
     # README: the block is replaced in place, text around it kept
     readme = tmp_path / "README.md"
     readme.write_text(
-        f"# Title\n\nintro\n\n{flops.ZOO_START}\nold table\n{flops.ZOO_END}\n\nmore\n")
-    updates = flops.zoo_updates(rows, str(tmp_path))
+        f"# Title\n\nintro\n\n{model_zoo.ZOO_START}\nold table\n{model_zoo.ZOO_END}\n\nmore\n")
+    updates = model_zoo.zoo_updates(rows, str(tmp_path))
     current, expected = updates["README.md"]
     assert expected == f"# Title\n\nintro\n\n{block}\n\nmore\n"
-    assert flops.extract_block(expected) == block
-    assert updates[flops.ZOO_DOC] == (None, doc)
-    assert "old table" in flops.unified_diff(current, expected, "README.md")
+    assert model_zoo.extract_block(expected) == block
+    assert updates[model_zoo.ZOO_DOC] == (None, doc)
+    assert "old table" in model_zoo.unified_diff(current, expected, "README.md")
     assert "README_cn.md" not in updates
     readme.write_text("# Title without markers\n")
-    assert flops.zoo_updates(rows, str(tmp_path))["README.md"] == \
+    assert model_zoo.zoo_updates(rows, str(tmp_path))["README.md"] == \
         ("# Title without markers\n", None)
 
 
@@ -497,27 +497,27 @@ def test_gen_model_zoo_cli_write_then_check(tmp_path, counts, monkeypatch, capsy
     finally:
         sys.path.pop(0)
     monkeypatch.setattr(flops, "count_model", lambda name, *a, **k: counts(name))
-    (tmp_path / "README.md").write_text(f"# x\n{flops.ZOO_START}\n{flops.ZOO_END}\n")
+    (tmp_path / "README.md").write_text(f"# x\n{model_zoo.ZOO_START}\n{model_zoo.ZOO_END}\n")
     assert gen_model_zoo.main(["--check", "--root", str(tmp_path), "-q"]) == 1
     assert "differs from the generated table" in capsys.readouterr().err
     assert gen_model_zoo.main(["--write", "--root", str(tmp_path), "-q"]) == 0
     assert gen_model_zoo.main(["--check", "--root", str(tmp_path), "-q"]) == 0
     text = (tmp_path / "README.md").read_text()
-    table = [ln for ln in flops.extract_block(text).splitlines() if ln.startswith("| ")]
-    assert [ln.split(" | ")[1] for ln in table[1:]] == flops.registered_in_order()
+    table = [ln for ln in model_zoo.extract_block(text).splitlines() if ln.startswith("| ")]
+    assert [ln.split(" | ")[1] for ln in table[1:]] == model_zoo.registered_in_order()
     assert (tmp_path / "docs" / "model_zoo.md").exists()
 
 
 @pytest.fixture(scope="module")
 def zoo_rows(counts):
-    return flops.zoo_rows(counts_fn=counts)
+    return model_zoo.zoo_rows(counts_fn=counts)
 
 
 def test_docs_model_zoo_is_generated(zoo_rows):
-    path = os.path.join(ROOT, flops.ZOO_DOC)
+    path = os.path.join(ROOT, model_zoo.ZOO_DOC)
     assert os.path.exists(path), "run `python tools/gen_model_zoo.py --write`"
     with open(path, encoding="utf-8") as f:
-        assert f.read() == flops.render_zoo_doc(zoo_rows), \
+        assert f.read() == model_zoo.render_zoo_doc(zoo_rows), \
             "docs/model_zoo.md is stale: run `python tools/gen_model_zoo.py --write`"
 
 
@@ -526,8 +526,8 @@ def test_readme_table_is_generated(zoo_rows):
     if not os.path.exists(path):
         pytest.skip("README.md does not exist yet")
     with open(path, encoding="utf-8") as f:
-        block = flops.extract_block(f.read())
+        block = model_zoo.extract_block(f.read())
     if block is None:
-        pytest.skip(f"README.md has no {flops.ZOO_START} / {flops.ZOO_END} markers yet")
-    assert block == flops.render_zoo_block(zoo_rows), \
+        pytest.skip(f"README.md has no {model_zoo.ZOO_START} / {model_zoo.ZOO_END} markers yet")
+    assert block == model_zoo.render_zoo_block(zoo_rows), \
         "README.md's model zoo table is stale: run `python tools/gen_model_zoo.py --write`"

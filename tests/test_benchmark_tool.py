@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ppcls.utils import benchmark as bm
+from ppcls.analysis import benchmark as bm
 from ppcls.utils.cpu_env import mkl_avx2_switch, prepare_cpu_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -120,7 +120,7 @@ def test_compare_specs():
 # ----------------------------------------------------------------------------- the tool
 def test_benchmark_tool_prints_speed_flops_and_peak_fraction():
     from ppcls.modeling import build_model
-    from ppcls.utils.flops import count_macs
+    from ppcls.analysis.flops import count_macs
     cases = "train:dygraph:1,eval:dygraph:1,eval:static:1,infer:paddle_inference:1"
     out = run_tool("-a", "ResNet18", "--batch_size", "2", "--input_size", "32", "--warmup", "1",
                    "--iters", "2", "--compare", cases, "--json")

@@ -3,7 +3,8 @@ import os
 
 import pytest
 
-from ppcls.utils.config import ConfigError, load_config, parse_override
+from ppcls.engine.recipe import load_config
+from ppcls.utils.config import ConfigError, parse_override
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEMPLATE = os.path.join(ROOT, "configs/ResNet/ResNet50.yaml")

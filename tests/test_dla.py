@@ -19,7 +19,7 @@ from ppcls.convert import ConversionError, convert_state_dict
 from ppcls.convert.dla import DEAD_PROJECTION, DLA_LEVELS
 from ppcls.modeling import build_model, list_models, model_info
 from ppcls.modeling.architectures.dla import DLA_CONFIGS
-from ppcls.utils.flops import count_macs, count_params
+from ppcls.analysis.flops import count_macs, count_params
 
 # fixture, our name, params without dead projections, GMACs of the official model (224)
 CASES = [

@@ -17,7 +17,7 @@ import ppcls.modeling.architectures.resnet as resnet_module
 from ppcls.modeling import build_model, list_models, model_info
 from ppcls.modeling.architectures import ed_resnet as ED
 from ppcls.modeling.architectures.resnet import ResNet
-from ppcls.utils.flops import count_macs, count_params
+from ppcls.analysis.flops import count_macs, count_params
 from parity import assert_logits_close, fixture_input, load_fixture, official_float64, \
     run_parity, run_parity_float64
 

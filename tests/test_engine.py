@@ -8,7 +8,10 @@ import numpy as np
 import paddle
 import pytest
 
-from ppcls.engine.train import TrainingError, run_eval, train, _save
+from ppcls.engine.errors import TrainingError
+from ppcls.engine.evaluate import run_eval
+from ppcls.engine.run_state import save as _save
+from ppcls.engine.train import train
 from ppcls.utils import checkpoint as ckpt
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -17,7 +17,7 @@ from ppcls.inference.export import head_axes, load_model_for_export, rel_err
 from ppcls.modeling import build_model, list_models
 from ppcls.utils.checkpoint import CheckpointError
 from ppcls.utils.cli import run_cli
-from ppcls.utils.config import load_config
+from ppcls.engine.recipe import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_CFG = os.path.join(ROOT, "configs/quick_start/DLA46_c_digits.yaml")
@@ -177,7 +177,8 @@ def test_onnxruntime_equals_dygraph(name, family_exports, digits_dir):
 
 
 def test_predictor_top1_equals_eval_tool(tiny_cfg, digits_dir, tmp_path):
-    from ppcls.engine.train import run_eval, train
+    from ppcls.engine.evaluate import run_eval
+    from ppcls.engine.train import train
     cfg = tiny_cfg(n_train=128, extra=["epochs=1", "validate=False"])
     train(cfg)
     weights = os.path.join(cfg.model_save_dir, "ResNet18", "0", "ppcls")

@@ -20,11 +20,14 @@ import numpy as np
 import paddle
 import pytest
 
+import ppcls.engine.run_state as run_state_mod
 import ppcls.engine.train as train_mod
 from conftest import write_list
-from ppcls.engine.train import TrainingError, train
+from ppcls.engine.errors import TrainingError
+from ppcls.engine.train import train
 from ppcls.utils import checkpoint as ckpt
-from ppcls.utils.config import SCHEMA, ConfigError, Section, load_config
+from ppcls.engine.recipe import load_config
+from ppcls.utils.config import SCHEMA, ConfigError, Section
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_CFG = os.path.join(ROOT, "configs/quick_start/DLA46_c_digits.yaml")
@@ -306,7 +309,7 @@ def test_unwritable_model_save_dir_fails_at_start_and_writes_nothing(tiny_cfg, t
         if ".ppcls-write-test" in str(path):
             raise OSError(errno.EROFS, "Read-only file system", str(path))
         return real_open(path, *a, **k)
-    monkeypatch.setattr(train_mod, "open", read_only, raising=False)
+    monkeypatch.setattr(run_state_mod, "open", read_only, raising=False)
     with pytest.raises(TrainingError, match=r"cannot write to .*ro/ResNet18 \(Read-only file system\)"):
         train(tiny_cfg(extra=[f"model_save_dir={tmp_path / 'ro'}"]))
     after = sorted(os.listdir(tmp_path))

@@ -9,13 +9,14 @@ import paddle
 import pytest
 
 import ppcls.engine.amp as amp_mod
-from ppcls.data import ClassificationDataset, read_label_list
+from ppcls.data import ClassificationDataset, class_names, read_label_list
 from ppcls.engine import finetune
 from ppcls.engine.ema import ModelEMA
 from ppcls.engine.train import train
 from ppcls.modeling import build_model
 from ppcls.utils import checkpoint as ckpt
-from ppcls.utils.config import ConfigError, load_config
+from ppcls.engine.recipe import load_config
+from ppcls.utils.config import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -369,7 +370,7 @@ def test_make_lists_writes_a_stratified_fixed_split(tmp_path, capsys):
     assert (out / "val_list.txt").read_text() != first
     # ImageFolder mode (no file list): the sub-folder names are the class names in eval output
     ds = ClassificationDataset(str(data), "", [], classes_num=3)
-    assert finetune.class_names({"label_list": ""}, ds) == names
+    assert class_names({"label_list": ""}, ds) == names
 
 
 def test_the_transfer_demo_recipes_are_valid_and_scratch_needs_lrp_1():

@@ -36,7 +36,7 @@ from ppcls.modeling import build_model
 from ppcls.modeling.architectures.eca_resnet import parse_k_size
 from ppcls.modeling.architectures.layers import ECA, make_divisible
 from ppcls.modeling.architectures.mobilenet_v2 import INVERTED_RESIDUAL_SETTING
-from ppcls.utils.flops import count_macs, count_params, skip_random_init
+from ppcls.analysis.flops import count_macs, count_params, skip_random_init
 
 # fixture, our model, GMACs from ARCHITECTURES.md (None: not listed there), parity kind
 CASES = [

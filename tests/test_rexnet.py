@@ -12,7 +12,7 @@ from parity import (assert_logits_close, fixture_input, load_fixture, official_s
                     run_parity)
 from ppcls.convert import apply_rules, convert_state_dict, rules_for
 from ppcls.modeling import build_model, model_info
-from ppcls.utils.flops import count_macs, count_params
+from ppcls.analysis.flops import count_macs, count_params
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -192,7 +192,7 @@ def test_to_static_matches_dygraph():
 
 # ---- recipes -----------------------------------------------------------------------------------
 def test_recipes():
-    from ppcls.utils.config import load_config
+    from ppcls.engine.recipe import load_config
     paths = sorted(glob.glob(os.path.join(ROOT, "configs", "ReXNet", "*.yaml")))
     assert sorted(os.path.basename(p)[:-5] for p in paths) == sorted(a for a, _, _ in REFERENCE.values())
     for path in paths:

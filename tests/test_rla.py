@@ -35,7 +35,7 @@ from parity import assert_logits_close, fixture_input, load_fixture, official_fl
 from ppcls.convert import apply_rules, convert_state_dict, match_to_model, normalise_source
 from ppcls.modeling import build_model, model_info
 from ppcls.modeling.architectures.resnet import Bottleneck
-from ppcls.utils.flops import count_macs, count_params, skip_random_init
+from ppcls.analysis.flops import count_macs, count_params, skip_random_init
 
 # fixture, our model, GMACs (conv + linear, 224) from ARCHITECTURES.md, parity kind
 CASES = [

@@ -62,14 +62,14 @@ def parser():
 
 def main():
     args = parser().parse_args()
-    from ppcls.utils import benchmark as bm
+    from ppcls.analysis import benchmark as bm
     for name in ("batch_size", "input_size", "class_dim", "iters"):
         if getattr(args, name) < 1:
             raise bm.BenchmarkError(f"--{name} must be >= 1")
     if args.warmup < 0:
         raise bm.BenchmarkError("--warmup must be >= 0")
     import paddle
-    from ppcls.engine.env import default_threads
+    from ppcls.utils.device import default_threads
     bm.check_arch(args.arch)
     threads = args.threads or default_threads()
     if args.compare is not None:
@@ -115,19 +115,10 @@ def main():
     return results
 
 
-def _main():
-    from ppcls.utils.benchmark import BenchmarkError
-    try:
-        return main()
-    except BenchmarkError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--worker":      # a data-parallel case's process
-        from ppcls.utils.benchmark import _worker
+        from ppcls.analysis.benchmark.children import _worker
         _worker(sys.argv[2])
         sys.exit(0)
     from ppcls.utils.cli import run_cli
-    run_cli(_main)
+    run_cli(main)

@@ -37,7 +37,7 @@ def main():
     if args.classes_num is not None and args.classes_num < 1:
         print(f"error: --classes_num must be >= 1, got {args.classes_num}", file=sys.stderr)
         return 2
-    from ppcls.utils.dataset_check import check_dataset, format_report
+    from ppcls.data.dataset_check import check_dataset, format_report
     report = check_dataset(args.file_list, args.data_dir, args.classes_num, args.workers)
     for line in format_report(report, args.file_list, None if args.all_notes else 5):
         print(line)

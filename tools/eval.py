@@ -19,8 +19,8 @@ from ppcls.utils.cli import config_parser, run_cli  # noqa: E402
 
 def main():
     args = config_parser("Evaluate a model on the VALID section of a recipe.", __doc__).parse_args()
-    from ppcls.engine.train import run_eval
-    from ppcls.utils.config import load_config
+    from ppcls.engine.evaluate import run_eval
+    from ppcls.engine.recipe import load_config
     cfg = load_config(args.config, args.override)
     cfg["mode"] = "valid"
     run_eval(cfg)

@@ -7,7 +7,7 @@
 
 acc_plot.png: validation top-1 and top-5 per epoch; loss_plot.png: train loss per epoch (mean of
 the epoch's step losses) with validation loss, and the learning rate per epoch. Per-worker logs
-(workerlog.N) are read from workerlog.0. See ppcls/utils/log_parse.py for the accepted lines.
+(workerlog.N) are read from workerlog.0. See ppcls/analysis/log_parse.py for the accepted lines.
 """
 import os
 import sys
@@ -34,7 +34,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from ppcls.utils.log_parse import LogParseError, load_runs, plot_runs, summarize
+    from ppcls.analysis.log_parse import LogParseError, load_runs, plot_runs, summarize
 
     try:
         runs = load_runs(args.log_dirs)

@@ -85,7 +85,7 @@ def main():
 
 def _setup():
     import paddle
-    from ppcls.engine.env import set_cpu_threads
+    from ppcls.utils.device import set_cpu_threads
     from ppcls.utils.logger import setup_logger
     paddle.set_device("cpu")            # export and its check run on CPU whatever the machine
     set_cpu_threads(0)
@@ -95,7 +95,7 @@ def _setup():
 def from_config(args):
     from ppcls.inference import InferenceError, export_ops, label_names_from_file
     from ppcls.inference.export import load_model_for_export
-    from ppcls.utils.config import load_config
+    from ppcls.engine.recipe import load_config
     used = [k for k in SHORT_ONLY if getattr(args, k) is not None]
     used += [k for k, d in (("resize_short", 256), ("crop", 224), ("interpolation", "bilinear"))
              if getattr(args, k) != d]

@@ -5,7 +5,7 @@
                                              # (and README_cn.md when it has the markers)
     python tools/gen_model_zoo.py --check    # exit 1 with a diff when a file disagrees
 
-Columns: family, model, parameters (M), GMACs at 224x224 (ppcls/utils/flops.py), the paper's
+Columns: family, model, parameters (M), GMACs at 224x224 (ppcls/analysis/flops.py), the paper's
 top-1 (registered with the model), and its config (configs/<Family>/<Model>.yaml when it
 exists). The README block sits between the lines
     <!-- model-zoo:start -->
@@ -39,28 +39,28 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from ppcls.utils import flops
+    from ppcls.analysis import model_zoo
 
-    names = flops.registered_in_order()
+    names = model_zoo.registered_in_order()
 
     def counts_fn(name):
         if not args.quiet:
             print(f"  measuring {name}", file=sys.stderr, flush=True)
-        return flops.count_model(name)
+        return model_zoo.count_model(name)
 
-    rows = flops.zoo_rows(names, counts_fn, root=args.root)
+    rows = model_zoo.zoo_rows(names, counts_fn, root=args.root)
     if not (args.write or args.check):
-        print(flops.render_zoo_block(rows))
+        print(model_zoo.render_zoo_block(rows))
         return 0
 
     status = 0
-    updates = flops.zoo_updates(rows, args.root)
+    updates = model_zoo.zoo_updates(rows, args.root)
     if "README.md" not in updates:
         print("README.md: not found (only docs/model_zoo.md handled)", file=sys.stderr)
     for rel, (current, expected) in updates.items():
         path = os.path.join(args.root, rel)
         if expected is None:
-            print(f"{rel}: no {flops.ZOO_START} ... {flops.ZOO_END} markers; add them where "
+            print(f"{rel}: no {model_zoo.ZOO_START} ... {model_zoo.ZOO_END} markers; add them where "
                   "the table belongs", file=sys.stderr)
             status = 1
             continue
@@ -70,7 +70,7 @@ def main(argv=None):
         if args.check:
             print(f"{rel}: differs from the generated table "
                   f"(run `python tools/gen_model_zoo.py --write`)", file=sys.stderr)
-            sys.stdout.write(flops.unified_diff(current, expected, rel))
+            sys.stdout.write(model_zoo.unified_diff(current, expected, rel))
             status = 1
         else:
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)

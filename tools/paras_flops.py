@@ -5,7 +5,7 @@
     python tools/paras_flops.py -a all                               # every registered model
     python tools/paras_flops.py -a 'RLA_*' --counter thop --units binary
 
-Counters (ppcls/utils/flops.py): ``macs`` = multiply-adds of conv, transposed conv (on its input
+Counters (ppcls/analysis/flops.py): ``macs`` = multiply-adds of conv, transposed conv (on its input
 grid) and linear layers, what the papers call FLOPs; ``thop-2019`` / ``thop-2020`` = what the
 thop builds behind the ECA-Net / RLA-Net tables counted; ``thop`` = the build of the model's
 own paper (ECA-Net: thop-2019, everything else: thop-2020). Binary units (2^20, 2^30) are the
@@ -44,11 +44,11 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from ppcls.modeling import list_models
-    from ppcls.utils import flops
+    from ppcls.analysis import model_zoo
 
     pattern = "*" if args.arch.lower() == "all" else args.arch
     if any(ch in pattern for ch in "*?["):
-        names = flops.registered_in_order(pattern)
+        names = model_zoo.registered_in_order(pattern)
         if not names:
             print(f"no registered model matches {args.arch!r}; registered: "
                   f"{', '.join(list_models())}", file=sys.stderr)
@@ -66,10 +66,10 @@ def main(argv=None):
                  "binary: M = 2^20, G = 2^30, rounded as the ECA/RLA tables")
     print(f"counter: {args.counter} | units: {unit_note} | input: 3x{args.input_size}x"
           f"{args.input_size} | class_dim: {args.class_dim}")
-    print(flops.format_row())
-    for row in flops.count_rows(names, args.counter, args.units, args.input_size,
+    print(model_zoo.format_row())
+    for row in model_zoo.count_rows(names, args.counter, args.units, args.input_size,
                                 args.class_dim):
-        print(flops.format_row(row), flush=True)
+        print(model_zoo.format_row(row), flush=True)
         if args.verbose and row["counter"] != "macs" and row["zero_types"]:
             print(f"    {row['counter']} counts as zero: {', '.join(row['zero_types'])}")
     return 0

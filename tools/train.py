@@ -24,7 +24,7 @@ from ppcls.utils.cli import config_parser, run_cli  # noqa: E402
 def main():
     args = config_parser("Train an image classifier from a YAML recipe.", __doc__).parse_args()
     from ppcls.engine.train import train
-    from ppcls.utils.config import load_config
+    from ppcls.engine.recipe import load_config
     cfg = load_config(args.config, args.override)
     try:
         train(cfg)

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import paddle
 
-from .dataset import ClassificationDataset, DatasetError, read_label_list  # noqa: F401
+from .dataset import ClassificationDataset, DatasetError, class_names, read_label_list  # noqa: F401
 from .mix import BatchMixer  # noqa: F401
 from .transforms import check_pipeline
 

@@ -16,6 +16,7 @@ import zlib
 import numpy as np
 import paddle
 
+from ..utils.errors import UserError
 from .transforms import BadImageError, apply_transforms, build_transforms, split_batch_normalize
 
 logger = logging.getLogger("ppcls")
@@ -23,7 +24,7 @@ logger = logging.getLogger("ppcls")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset problem found before training; the message lists file and line numbers."""
 
 
@@ -118,6 +119,19 @@ def read_label_list(path):
     return names
 
 
+def class_names(section_cfg, dataset):
+    """{id: name} from ``label_list`` (``id name`` per line), else the ImageFolder sub-folder
+    names, else None."""
+    path = section_cfg.get("label_list")
+    if path:
+        if os.path.isfile(path):
+            return read_label_list(path)
+        logger.warning(f"label_list {path} not found: class names are not shown "
+                       f"(write it with tools/make_lists.py, `id name` per line)")
+    names = getattr(dataset, "class_names", None)
+    return dict(enumerate(names)) if names else None
+
+
 class ClassificationDataset(paddle.io.Dataset):
     """Items are ``(image, label, index, bad_skipped)``.
 
@@ -172,7 +186,7 @@ class ClassificationDataset(paddle.io.Dataset):
             return False
         self._reported.add(path)
         if reason is None:
-            from ..utils.dataset_check import diagnose
+            from .dataset_check import diagnose
             reason = diagnose(path) or "failed to load"
         logger.warning(f"bad image skipped (replaced by the next sample): {path}: {reason}")
         return True

@@ -8,6 +8,9 @@ import numpy as np
 import paddle
 import paddle.distributed as dist
 
+from ..utils.device import (available_cores, default_threads, gpu_available,  # noqa: F401
+                            local_world_size, set_cpu_threads)
+
 
 @dataclass
 class RunEnv:
@@ -22,37 +25,6 @@ class RunEnv:
         return self.device.startswith("cpu") or self.device.startswith("Place(cpu")
 
 
-def local_world_size():
-    """Processes of this run on this machine (paddle.distributed.launch sets the env)."""
-    for key in ("PADDLE_LOCAL_SIZE", "PADDLE_NPROC_PER_NODE"):
-        if os.environ.get(key, "").isdigit():
-            return max(1, int(os.environ[key]))
-    trainers = os.environ.get("PADDLE_TRAINERS_NUM", "")
-    nnodes = os.environ.get("PADDLE_NNODES", "1")
-    if trainers.isdigit() and nnodes.isdigit():
-        return max(1, int(trainers) // max(1, int(nnodes)))
-    return 1
-
-
-def available_cores():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def default_threads():
-    return max(1, available_cores() // local_world_size())
-
-
-def set_cpu_threads(n):
-    """Intra-op threads for Paddle's CPU kernels (its default is one)."""
-    n = int(n) if n else default_threads()
-    os.environ["OMP_NUM_THREADS"] = str(n)
-    paddle.framework.core.set_num_threads(n)
-    return n
-
-
 def warn_slow_mkl():
     """Paddle was imported without ``MKL_DEBUG_CPU_TYPE=5`` on an AMD CPU with AVX2: MKL runs its
     generic kernels and dygraph training is ~2.7x slower for DLA60 (tools/*.py set it before importing
@@ -64,10 +36,6 @@ def warn_slow_mkl():
                       "and evaluation are ~2-3x slower. Set MKL_DEBUG_CPU_TYPE=5 before importing "
                       "paddle (tools/train.py and tools/eval.py do; PPCLS_NO_MKL_AVX2=1 silences "
                       "this)", RuntimeWarning, stacklevel=3)
-
-
-def gpu_available():
-    return paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
 
 
 def init_env(use_gpu="auto", cpu_threads=0, seed=None):

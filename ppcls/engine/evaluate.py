@@ -10,9 +10,16 @@ import numpy as np
 import paddle
 import paddle.distributed as dist
 
+from ..data import build_dataloader, class_names
 from ..modeling.loss import cross_entropy
-from ..utils.logger import get_logger
-from ..utils.metrics import topk_correct
+from ..utils import checkpoint as ckpt
+from ..utils.logger import get_logger, setup_logger
+from ..utils.metrics import format_per_class, per_class_top1, topk_correct
+from .env import init_env
+from .errors import TrainingError
+from .recipe import model_from_config
+from .records import vdl_add
+from .static_eval import eval_forward
 
 
 def gather_scores(parts, world_size):
@@ -88,3 +95,89 @@ def format_end_line(epoch, metrics, topk=5):
             f"{metrics[f'top{topk}']:.5f}, loss: {metrics['loss']:.5f},  batch_cost: "
             f"{metrics['batch_cost']:.5f} s, reader_cost: {metrics['reader_cost']:.5f} s, "
             f"batch_cost_sum: {metrics['batch_cost_sum']:.5f} s, ips: {metrics['ips']:.5f} images/sec.")
+
+
+class PerClassRecorder:
+    """Wraps the loader and the forward given to ``evaluate`` to record (index, label,
+    prediction) per sample; ``result`` gives per-class top-1 exactly over the whole set
+    (ranks gathered, padding repeats dropped by index, as ``evaluate`` does)."""
+
+    def __init__(self, loader):
+        self._loader = loader
+        self.index, self.labels, self.preds = [], [], []
+
+    def __iter__(self):
+        for batch in self._loader:
+            self.labels.append(batch[1].numpy().reshape(-1))
+            self.index.append(batch[2].numpy().reshape(-1))
+            yield batch
+
+    def __len__(self):
+        return len(self._loader)
+
+    def wrap(self, forward):
+        def fn(images):
+            logits = forward(images)
+            self.preds.append(np.asarray(logits.numpy()).argmax(axis=1).reshape(-1))
+            return logits
+        return fn
+
+    def result(self, world_size=1):
+        if not self.index:
+            return {}
+        parts = {"index": np.concatenate(self.index), "label": np.concatenate(self.labels),
+                 "pred": np.concatenate(self.preds)}
+        parts = gather_scores(parts, world_size)
+        _, first = np.unique(parts["index"], return_index=True)
+        return per_class_top1(parts["label"][first], parts["pred"][first])
+
+
+def validate(model, ema, amp, loader, names, cfg, env, epoch, lr, vdl):
+    """Evaluate the raw weights (and the EMA's): END lines (``EMA epoch:...`` for the EMA),
+    per-class top-1 with class names when known. Returns (raw metrics, EMA metrics or None)."""
+    logger = get_logger()
+    nets = [("raw", model)] + ([("ema", ema.model)] if ema is not None else [])
+    results = []
+    for tag, net in nets:
+        rec = PerClassRecorder(loader) if names else None
+        low_precision = tag == "raw" and amp.enabled and amp.plan.level == "O2"
+        with eval_forward(net, cfg["use_static_eval"] and not low_precision, env.on_cpu,
+                          env.threads) as forward:
+            if low_precision:
+                forward = amp.eval_forward(forward)
+            if rec is not None:
+                forward = rec.wrap(forward)
+            metrics = evaluate(net, loader if rec is None else rec, cfg["topk"], epoch,
+                               env.world_size, cfg["print_interval"], lr, log_steps=False,
+                               forward=forward)
+        line = format_end_line(epoch, metrics, cfg["topk"])
+        logger.info(line if tag == "raw" else "EMA" + line[len("END"):])
+        if rec is not None:
+            logger.info(("EMA " if tag == "ema" else "")
+                        + format_per_class(rec.result(env.world_size), names))
+        vdl_add(vdl, "valid" if tag == "raw" else "valid_ema", metrics, epoch)
+        results.append(metrics)
+    return results[0], (results[1] if ema is not None else None)
+
+
+def run_eval(cfg):
+    """Evaluate ``pretrained_model`` on VALID; prints the seed's END line."""
+    env = init_env(cfg["use_gpu"], cfg["cpu_threads"], cfg["seed"])
+    logger = setup_logger(env.rank)
+    if not cfg["pretrained_model"]:
+        raise TrainingError("evaluation needs weights: -o pretrained_model=output/<ARCH>/best_model/ppcls")
+    model = model_from_config(cfg)
+    ckpt.load_pretrained(model, cfg["pretrained_model"])
+    loader, dataset, _ = build_dataloader(cfg["VALID"], "VALID", cfg["classes_num"], train=False,
+                                          rank=env.rank, world_size=env.world_size)
+    model.eval()
+    names = class_names(cfg["VALID"], dataset)
+    rec = PerClassRecorder(loader) if names else None
+    with eval_forward(model, cfg["use_static_eval"], env.on_cpu, env.threads) as forward:
+        metrics = evaluate(model, loader if rec is None else rec, cfg["topk"], 0, env.world_size,
+                           cfg["print_interval"], forward=forward if rec is None else rec.wrap(forward))
+    logger.info(format_end_line(0, metrics, cfg["topk"]))
+    if rec is not None:
+        metrics["per_class"] = rec.result(env.world_size)
+        logger.info(format_per_class(metrics["per_class"], names))
+    return metrics

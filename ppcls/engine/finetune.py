@@ -1,6 +1,5 @@
 """Fine-tuning: find the classifier, load pretrained weights into a model with another class
-count, scale or freeze the pretrained layers (``lrp``), freeze BatchNorm (``freeze_bn``), and
-per-class accuracy with class names.
+count, scale or freeze the pretrained layers (``lrp``), freeze BatchNorm (``freeze_bn``).
 
 The engine never knows a model by name. The classifier is found generically:
 
@@ -13,8 +12,6 @@ The engine never knows a model by name. The classifier is found generically:
 Only the classifier's keys may be missing from, or differ in shape in, a pretrained file; every
 other key must match, or loading fails naming each bad key.
 """
-import os
-
 import numpy as np
 import paddle
 import paddle.nn as nn
@@ -161,68 +158,3 @@ def setup_finetune(model, cfg, logger=None):
         raise FinetuneError("no trainable parameters left (lrp: 0 with freeze_bn and a "
                             "classifier that was frozen too?)")
     return head
-
-
-# ---------------------------------------------------------------------------- class names
-def class_names(section_cfg, dataset):
-    """{id: name} from ``label_list`` (``id name`` per line), else the ImageFolder sub-folder
-    names, else None."""
-    from ..data import read_label_list
-    path = section_cfg.get("label_list")
-    if path:
-        if os.path.isfile(path):
-            return read_label_list(path)
-        get_logger().warning(f"label_list {path} not found: class names are not shown "
-                             f"(write it with tools/make_lists.py, `id name` per line)")
-    names = getattr(dataset, "class_names", None)
-    return dict(enumerate(names)) if names else None
-
-
-class PerClassRecorder:
-    """Wraps the loader and the forward given to ``evaluate`` to record (index, label,
-    prediction) per sample; ``result`` gives per-class top-1 exactly over the whole set
-    (ranks gathered, padding repeats dropped by index, as ``evaluate`` does)."""
-
-    def __init__(self, loader):
-        self._loader = loader
-        self.index, self.labels, self.preds = [], [], []
-
-    def __iter__(self):
-        for batch in self._loader:
-            self.labels.append(batch[1].numpy().reshape(-1))
-            self.index.append(batch[2].numpy().reshape(-1))
-            yield batch
-
-    def __len__(self):
-        return len(self._loader)
-
-    def wrap(self, forward):
-        def fn(images):
-            logits = forward(images)
-            self.preds.append(np.asarray(logits.numpy()).argmax(axis=1).reshape(-1))
-            return logits
-        return fn
-
-    def result(self, world_size=1):
-        from .evaluate import gather_scores
-        if not self.index:
-            return {}
-        parts = {"index": np.concatenate(self.index), "label": np.concatenate(self.labels),
-                 "pred": np.concatenate(self.preds)}
-        parts = gather_scores(parts, world_size)
-        _, first = np.unique(parts["index"], return_index=True)
-        labels, preds = parts["label"][first], parts["pred"][first]
-        return {int(c): (float((preds[labels == c] == c).mean()), int((labels == c).sum()))
-                for c in np.unique(labels)}
-
-
-def format_per_class(per_class, names, max_shown=20):
-    """One log line: ``valid per-class top1: 0 cat 0.950 (n=40), ...`` (the lowest
-    ``max_shown`` when there are more classes)."""
-    items = sorted(per_class.items())
-    title = "valid per-class top1"
-    if len(items) > max_shown:
-        items = sorted(items, key=lambda kv: kv[1][0])[:max_shown]
-        title += f" (lowest {max_shown} of {len(per_class)})"
-    return title + ": " + ", ".join(
-        f"{c} {names.get(c, '?')} {acc:.3f} (n={n})" for c, (acc, n) in items)

@@ -114,7 +114,7 @@ def _read_list(path, data_dir):
 
 # ----------------------------------------------------------------------------- backends
 def _gpu_available_paddle():
-    from ..engine.env import gpu_available
+    from ..utils.device import gpu_available
     return gpu_available()
 
 
@@ -217,7 +217,7 @@ class DygraphBackend:
 
     def __init__(self, info, use_gpu="auto", cpu_threads=1):
         import paddle
-        from ..engine.env import set_cpu_threads
+        from ..utils.device import set_cpu_threads
         from ..modeling import build_model
         from ..utils.checkpoint import fit_state_dict, load_params_file
         g = info["Global"]
@@ -262,7 +262,7 @@ class Predictor:
         self.softmax = bool(g.get("softmax", True))
         self.input_shape = list(g["input_shape"])
         if not cpu_threads:
-            from ..engine.env import default_threads
+            from ..utils.device import default_threads
             cpu_threads = default_threads()
         self.cpu_threads = cpu_threads
         self.batch_size = batch_size

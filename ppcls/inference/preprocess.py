@@ -9,7 +9,8 @@ uses, so exported preprocessing cannot drift from ``tools/eval.py``.
 import numpy as np
 
 from ..data.transforms import INTERPOLATIONS, OPS, build_transforms, check_ops
-from ..utils.config import ConfigError, _Where
+from ..utils.config import ConfigError, Where
+from ..utils.errors import UserError
 
 # Operators that are deterministic and therefore allowed at inference.
 DETERMINISTIC_OPS = ("DecodeImage", "ResizeImage", "CropImage", "NormalizeImage", "ToCHWImage")
@@ -18,7 +19,7 @@ IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
 
-class InferenceError(ValueError):
+class InferenceError(UserError, ValueError):
     """Bad input to export or inference: one clear message, non-zero exit."""
 
 
@@ -61,7 +62,7 @@ def export_ops(transforms, source):
 
     Fails on random operators (a prediction must not depend on chance) and on lists that do not
     end in a CHW float image."""
-    where = _Where(source)
+    where = Where(source)
     if not transforms:
         raise InferenceError(f"{source}: VALID.transforms is empty; the export needs the eval "
                              f"preprocessing (DecodeImage, ResizeImage, CropImage, NormalizeImage, "
@@ -166,7 +167,7 @@ def build_ops(ops, source):
                                  f"inference preprocessing must be deterministic")
         norm.append({name: params or {}})
     try:
-        check_ops(norm, _Where(source).child("PreProcess.transform_ops"))
+        check_ops(norm, Where(source).child("PreProcess.transform_ops"))
     except ConfigError as e:
         raise InferenceError(str(e)) from None
     if next(iter(norm[0])) != "DecodeImage":

@@ -17,13 +17,15 @@ import shutil
 import numpy as np
 import paddle
 
+from .errors import UserError
+
 logger = logging.getLogger("ppcls")
 
 PREFIX = "ppcls"
 _FILES = (".pdparams", ".pdopt", ".state.json")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A weights/checkpoint file that is missing, unreadable or does not fit the model."""
 
 
@@ -220,8 +222,8 @@ def fit_state_dict(model, state, source, skip_mismatched_head=False, head_keys=N
     """Check ``state`` against ``model``: missing, unexpected and shape-mismatched keys.
 
     Returns (usable state, report). Raises CheckpointError naming every bad key. With
-    ``skip_mismatched_head`` (fine-tuning) the classifier's keys - ``head_keys``, else found by
-    ppcls.engine.finetune.classifier_keys - may be missing or differ in shape: they are left
+    ``skip_mismatched_head`` (fine-tuning) the classifier's keys, ``head_keys`` (found by
+    ppcls.engine.finetune.classifier_keys), may be missing or differ in shape: they are left
     out of the usable state (the model keeps its fresh classifier) and listed with the reason
     in ``report['reinitialised']``; every other key must still match.
     """
@@ -235,8 +237,7 @@ def fit_state_dict(model, state, source, skip_mismatched_head=False, head_keys=N
               "reinitialised": []}
     if skip_mismatched_head:
         if head_keys is None:
-            from ..engine.finetune import classifier_keys
-            head_keys = classifier_keys(model)
+            raise ValueError("skip_mismatched_head needs the classifier's head_keys")
         head = set(head_keys)
         report["reinitialised"] = (
             [(k, f"shape {a} in the file, {b} in the model: another class count")
@@ -256,10 +257,10 @@ def fit_state_dict(model, state, source, skip_mismatched_head=False, head_keys=N
     return usable, report
 
 
-def load_pretrained(model, path, allow_head_mismatch=False):
+def load_pretrained(model, path):
+    """Load the weights file ``path`` (prefix or .safetensors) into ``model``; every key must fit."""
     state = load_params_file(path)
-    usable, report = fit_state_dict(model, state, _strip_suffix(path) + ".pdparams",
-                                    allow_head_mismatch)
+    usable, report = fit_state_dict(model, state, _strip_suffix(path) + ".pdparams")
     model.set_state_dict(usable)
     return report
 

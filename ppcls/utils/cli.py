@@ -2,18 +2,12 @@
 import argparse
 import sys
 
-USER_ERRORS = ()
+from .errors import UserError
 
 
 def user_errors():
     """Exceptions that mean 'bad input': printed as one clear message, exit code 2."""
-    from ..convert.core import ConversionError
-    from ..data.dataset import DatasetError
-    from ..engine.train import TrainingError
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
-    return (ConfigError, DatasetError, CheckpointError, TrainingError, ConversionError,
-            FileNotFoundError)
+    return (UserError, FileNotFoundError)
 
 
 def config_parser(description, epilog=""):

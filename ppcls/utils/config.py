@@ -4,7 +4,9 @@
 * Every key is checked against ``SCHEMA``: unknown keys, wrong types and missing required keys
   fail at start with the key, the file and a suggestion (``ConfigError``).
 * Sections whose parameters belong to a function (LEARNING_RATE, OPTIMIZER, transforms, mix)
-  are checked against that function's signature by the module that owns it.
+  are checked against that function's signature by the module that owns it (``check_params``),
+  called from ``ppcls.engine.recipe.load_config``: this module imports nothing of ppcls above
+  the utilities.
 """
 import copy
 import difflib
@@ -13,8 +15,10 @@ import re
 
 import yaml
 
+from .errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A recipe problem; the message names the file, the key and the fix."""
 
 
@@ -210,12 +214,12 @@ SCHEMA = {
 }
 
 
-class _Where:
+class Where:
     def __init__(self, source, path=""):
         self.source, self.path = source, path
 
     def child(self, key):
-        return _Where(self.source, f"{self.path}.{key}" if self.path else str(key))
+        return Where(self.source, f"{self.path}.{key}" if self.path else str(key))
 
     def error(self, msg):
         return ConfigError(f"{self.source}: {self.path or '<top level>'}: {msg}")
@@ -315,8 +319,10 @@ def apply_overrides(data, overrides):
     return data
 
 
-def load_config(path, overrides=None, check=True):
-    """Read, override and validate a recipe; returns an AttrDict with every default filled in."""
+def read_config(path, overrides=None):
+    """Read, override and check a recipe against the schema (types, unknown and missing keys);
+    returns a plain dict with every default filled in. ppcls.engine.recipe.load_config adds the
+    checks that need the models, transforms, LR schedules and optimizers."""
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
     with open(path, encoding="utf-8") as f:
@@ -328,54 +334,13 @@ def load_config(path, overrides=None, check=True):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
     data = apply_overrides(data, overrides)
     source = path + (" (with -o overrides)" if overrides else "")
-    cfg = _check_fields(SCHEMA, data, _Where(source))
-    if check:
-        check_semantics(cfg, source)
+    return _check_fields(SCHEMA, data, Where(source)), source
+
+
+def to_attr_dict(cfg, source):
     cfg = _to_attr(cfg)
     cfg["_source"] = source
     return cfg
-
-
-def check_semantics(cfg, source):
-    """Cross-key checks and the parameters of named functions (models, LR, optimizer, ops)."""
-    where = _Where(source)
-    if cfg["use_distillation"]:
-        raise where.child("use_distillation").error("SSLD distillation is not supported; set False")
-    if cfg["mode"] == "train" and cfg["TRAIN"] is None:
-        raise where.child("TRAIN").error("required for mode: train")
-    if (cfg["mode"] == "valid" or cfg["validate"]) and cfg["VALID"] is None:
-        raise where.child("VALID").error("required for evaluation (or set validate: False)")
-    if cfg["use_mix"] and not (cfg["TRAIN"] or {}).get("mix"):
-        raise where.child("TRAIN.mix").error("use_mix is True but no MixupOperator/CutmixOperator is listed")
-    if cfg["ema_decay"] >= 1.0:
-        raise where.child("ema_decay").error(f"must be < 1 (e.g. 0.999), got {cfg['ema_decay']}; "
-                                             f"0 turns EMA off")
-    if cfg["lrp"] != 1.0 and not cfg["pretrained_model"] and cfg["mode"] == "train":
-        raise where.child("lrp").error("scales the learning rate of pretrained layers, but no "
-                                       "pretrained_model is set; set pretrained_model or lrp: 1.0")
-    if cfg["TRAIN"] is not None and cfg["TRAIN"]["batch_size"] % cfg["accum_steps"]:
-        raise where.child("accum_steps").error(
-            f"TRAIN.batch_size={cfg['TRAIN']['batch_size']} is not divisible by "
-            f"accum_steps={cfg['accum_steps']}; batch_size is the global batch of one optimizer step")
-    from ..modeling import get_model_factory
-    try:
-        get_model_factory(cfg["ARCHITECTURE"]["name"])
-    except KeyError as e:
-        raise where.child("ARCHITECTURE.name").error(e.args[0]) from None
-    from ..optimizer import check_lr_config, check_optimizer_config
-    check_lr_config(cfg["LEARNING_RATE"], where.child("LEARNING_RATE"))
-    warmup = cfg["LEARNING_RATE"]["params"].get("warmup_epoch", 0)
-    if isinstance(warmup, (int, float)) and warmup > cfg["epochs"]:
-        raise where.child("LEARNING_RATE.params.warmup_epoch").error(
-            f"{warmup} warmup epochs but only {cfg['epochs']} epochs; lower it "
-            f"(-o LEARNING_RATE.params.warmup_epoch=0) or raise epochs")
-    check_optimizer_config(cfg["OPTIMIZER"], where.child("OPTIMIZER"))
-    from ..data.transforms import check_ops
-    from ..data.mix import check_mix_ops
-    for section in ("TRAIN", "VALID"):
-        if cfg[section] is not None:
-            check_ops(cfg[section]["transforms"], where.child(f"{section}.transforms"))
-            check_mix_ops(cfg[section]["mix"], where.child(f"{section}.mix"))
 
 
 def check_params(fn, params, where, skip=("self",)):

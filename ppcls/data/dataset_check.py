@@ -77,7 +77,7 @@ def format_notes(data, path):
 
 def check_file(path):
     """(error or None, [notes]) for one image file: read and decode it as training does."""
-    from ..data.transforms import BadImageError, DecodeImage
+    from .transforms import BadImageError, DecodeImage
     try:
         with open(path, "rb") as f:
             data = f.read()

@@ -21,6 +21,8 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from ..utils.errors import UserError
+
 EXAMPLE_LINES = (
     "2021-04-09 11:43:34 INFO: epoch:0  , train step:10  , loss: 6.96350, lr: 0.000032, "
     "batch_cost: 0.40174 s, reader_cost: 0.00584 s, ips: 159.30689 images/sec.",
@@ -39,7 +41,7 @@ _FIELD = re.compile(r"(?<![\w.])(?P<key>[A-Za-z_][A-Za-z0-9_]*)\s*:\s*(?P<value>
 _MODE = re.compile(r"^\s*(?P<mode>train|valid|eval|val|test)\b", re.IGNORECASE)
 
 
-class LogParseError(ValueError):
+class LogParseError(UserError, ValueError):
     """A log with nothing we can read, or a place with no log."""
 
 

@@ -1,0 +1,67 @@
+"""A recipe as the engine reads it: the schema checks of ppcls.utils.config, then the checks
+that need the model registry, the transforms, the LR schedules and the optimizers, and the model
+the recipe names."""
+from ..data.mix import check_mix_ops
+from ..data.transforms import check_ops
+from ..modeling import build_model, get_model_factory
+from ..optimizer import check_lr_config, check_optimizer_config
+from ..utils.config import ConfigError, Where, read_config, to_attr_dict  # noqa: F401
+from .errors import TrainingError
+
+
+def load_config(path, overrides=None, check=True):
+    """Read, override and validate a recipe; returns an AttrDict with every default filled in
+    (``cfg.TRAIN.batch_size``). Raises ConfigError naming the file, the key and the fix."""
+    cfg, source = read_config(path, overrides)
+    if check:
+        check_semantics(cfg, source)
+    return to_attr_dict(cfg, source)
+
+
+def check_semantics(cfg, source):
+    """Cross-key checks and the parameters of named functions (models, LR, optimizer, ops)."""
+    where = Where(source)
+    if cfg["use_distillation"]:
+        raise where.child("use_distillation").error("SSLD distillation is not supported; set False")
+    if cfg["mode"] == "train" and cfg["TRAIN"] is None:
+        raise where.child("TRAIN").error("required for mode: train")
+    if (cfg["mode"] == "valid" or cfg["validate"]) and cfg["VALID"] is None:
+        raise where.child("VALID").error("required for evaluation (or set validate: False)")
+    if cfg["use_mix"] and not (cfg["TRAIN"] or {}).get("mix"):
+        raise where.child("TRAIN.mix").error("use_mix is True but no MixupOperator/CutmixOperator is listed")
+    if cfg["ema_decay"] >= 1.0:
+        raise where.child("ema_decay").error(f"must be < 1 (e.g. 0.999), got {cfg['ema_decay']}; "
+                                             f"0 turns EMA off")
+    if cfg["lrp"] != 1.0 and not cfg["pretrained_model"] and cfg["mode"] == "train":
+        raise where.child("lrp").error("scales the learning rate of pretrained layers, but no "
+                                       "pretrained_model is set; set pretrained_model or lrp: 1.0")
+    if cfg["TRAIN"] is not None and cfg["TRAIN"]["batch_size"] % cfg["accum_steps"]:
+        raise where.child("accum_steps").error(
+            f"TRAIN.batch_size={cfg['TRAIN']['batch_size']} is not divisible by "
+            f"accum_steps={cfg['accum_steps']}; batch_size is the global batch of one optimizer step")
+    try:
+        get_model_factory(cfg["ARCHITECTURE"]["name"])
+    except KeyError as e:
+        raise where.child("ARCHITECTURE.name").error(e.args[0]) from None
+    check_lr_config(cfg["LEARNING_RATE"], where.child("LEARNING_RATE"))
+    warmup = cfg["LEARNING_RATE"]["params"].get("warmup_epoch", 0)
+    if isinstance(warmup, (int, float)) and warmup > cfg["epochs"]:
+        raise where.child("LEARNING_RATE.params.warmup_epoch").error(
+            f"{warmup} warmup epochs but only {cfg['epochs']} epochs; lower it "
+            f"(-o LEARNING_RATE.params.warmup_epoch=0) or raise epochs")
+    check_optimizer_config(cfg["OPTIMIZER"], where.child("OPTIMIZER"))
+    for section in ("TRAIN", "VALID"):
+        if cfg[section] is not None:
+            check_ops(cfg[section]["transforms"], where.child(f"{section}.transforms"))
+            check_mix_ops(cfg[section]["mix"], where.child(f"{section}.mix"))
+
+
+def model_from_config(cfg):
+    """The recipe's model: ``ARCHITECTURE.name`` with ``ARCHITECTURE.params`` and ``classes_num``."""
+    name = cfg["ARCHITECTURE"]["name"]
+    params = dict(cfg["ARCHITECTURE"].get("params") or {})
+    try:
+        return build_model(name, class_dim=cfg["classes_num"], **params)
+    except TypeError as e:
+        raise TrainingError(f"{cfg.get('_source', 'config')}: ARCHITECTURE.params does not fit "
+                            f"{name}: {e}") from None
