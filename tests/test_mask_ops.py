@@ -215,3 +215,27 @@ def test_fmix_is_a_batch_operator_of_the_mixer():
     images, labels = batch()
     mixed, la, lb, lam = BatchMixer([{"FmixOperator": {}}], seed=0)(images, labels)
     assert mixed.shape == images.shape and 0 <= lam <= 1
+
+
+def test_loader_workers_give_the_same_masks_and_see_the_epoch(digits_dir):
+    """One loader worker and none give identical batches at epoch 0 (GridMask's ramp at 0: as
+    without GridMask) and at epoch 2 (ramp done: GridMask masks): the epoch reaches the worker."""
+    from ppcls.data import build_dataloader
+    grid = {"GridMask": {"d1": 6, "d2": 12, "ramp_epochs": 2}}
+    ops = [{"DecodeImage": {}}, {"RandCropImage": {"size": 32}}, {"NormalizeImage": {}},
+           {"Cutout": {"length": 8}}, {"HideAndSeek": {"grid_sizes": [8]}}, grid,
+           {"ToCHWImage": {}}]      # GridMask last: its draw would shift the others' numbers
+    got = {}
+    for key, workers, transforms in (("0 workers", 0, ops), ("1 worker", 1, ops),
+                                     ("no GridMask", 0, [o for o in ops if o is not grid])):
+        section = {"data_dir": digits_dir, "file_list": os.path.join(digits_dir, "val_list.txt"),
+                   "transforms": transforms, "batch_size": 8, "num_workers": workers,
+                   "shuffle_seed": 0}
+        loader, dataset, _ = build_dataloader(section, "VALID", 10, train=False, seed=4)
+        for epoch in (0, 2):
+            dataset.set_epoch(epoch)
+            got[key, epoch] = next(iter(loader))[0].numpy()
+    for epoch in (0, 2):
+        np.testing.assert_array_equal(got["0 workers", epoch], got["1 worker", epoch])
+    np.testing.assert_array_equal(got["0 workers", 0], got["no GridMask", 0])
+    assert (got["0 workers", 2] == 0).sum() > (got["no GridMask", 2] == 0).sum()

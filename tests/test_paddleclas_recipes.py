@@ -7,8 +7,10 @@ ToCHWImage): plain ResNet18/ResNet50/ResNeXt50_32x4d/MobileNetV2 and the ResNet5
 augmentation of configs/DataAugment, plus FmixOperator, which release/2.0 ships without a recipe.
 
 To add a kind (e.g. distillation), add an entry to RECIPES: the parts that differ from the plain
-ResNet50 recipe (see ``release_recipe``); ``counts`` names an operator whose calls in the
-training path are counted, ``notes`` log lines the run must print.
+ResNet50 recipe (the arguments of ``release_recipe``), and optionally ``counts`` (an operator
+whose calls in the training path are counted), ``notes`` (log lines the run must print) and
+``overrides`` (a function of the run's output directory returning extra ``-o`` values, e.g. a
+teacher's weights; say in the entry why they are needed).
 
 Overrides, all through ``-o`` as a user would pass them:
 * allowed by the issue: data paths, ``classes_num``, ``epochs`` (and ``model_save_dir``, the
@@ -43,16 +45,17 @@ COSINE = """    function: 'Cosine'
 
 
 def release_recipe(arch="ResNet50", lr=COSINE, epochs=300, use_mix=False, top="",
-                   before_normalize="", after_normalize="", after_chw="", mix="", size=224,
-                   resize_short=256):
-    """A recipe in release/2.0's layout. ``top``: extra top-level lines; ``before_normalize``,
+                   pretrained_model='""', before_normalize="", after_normalize="", after_chw="",
+                   mix="", size=224, resize_short=256):
+    """A recipe in release/2.0's layout. ``top``: extra top-level lines (YAML text, e.g.
+    ``use_distillation: True``); ``pretrained_model``: its YAML value; ``before_normalize``,
     ``after_normalize``, ``after_chw``: TRAIN transform entries at those places; ``mix``: the
     TRAIN.mix entries (``use_mix`` then True)."""
     return f"""mode: 'train'
 ARCHITECTURE:
     name: '{arch}'
 
-pretrained_model: ""
+pretrained_model: {pretrained_model}
 model_save_dir: "./output/"
 classes_num: 1000
 total_images: 1281167
@@ -163,7 +166,7 @@ EVAL_RECIPE = "ResNet18"        # keeps the default oneDNN evaluation; tools/eva
 
 
 def recipe_text(name, **size):
-    parts = {k: v for k, v in RECIPES[name].items() if k not in ("counts", "notes")}
+    parts = {k: v for k, v in RECIPES[name].items() if k not in ("counts", "notes", "overrides")}
     return release_recipe(**parts, **size)
 
 
@@ -180,7 +183,9 @@ def tiny_lists(digits_dir, tmp_path_factory):
 
 
 def overrides(digits_dir, lists, out_dir, name):
-    return [f"TRAIN.data_dir={digits_dir}", f"TRAIN.file_list={lists['train']}",
+    extra = RECIPES[name].get("overrides")
+    return [*(extra(out_dir) if extra else []),
+            f"TRAIN.data_dir={digits_dir}", f"TRAIN.file_list={lists['train']}",
             f"VALID.data_dir={digits_dir}", f"VALID.file_list={lists['val']}",
             "classes_num=10", "epochs=1", f"model_save_dir={out_dir}",   # allowed
             "TRAIN.batch_size=16",                                        # tiny data
