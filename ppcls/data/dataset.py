@@ -193,6 +193,9 @@ class ClassificationDataset(paddle.io.Dataset):
 
     def set_epoch(self, epoch):
         self.epoch = epoch
+        for op in self.ops:             # epoch-dependent operators: GridMask's probability ramp
+            if hasattr(op, "set_epoch"):
+                op.set_epoch(epoch)
 
     def _reseed(self, index):
         # Augmentation randomness per (seed, epoch, sample): independent of workers and order.

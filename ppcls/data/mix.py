@@ -1,4 +1,4 @@
-"""Batch mixing (``use_mix``): Mixup and CutMix on a whole batch, on the device.
+"""Batch mixing (``use_mix``): Mixup, CutMix and FMix (fmix.py) on a whole batch, on the device.
 
 Each returns the mixed images plus (labels_a, labels_b, lam); the loss is
 ``lam * loss(labels_a) + (1 - lam) * loss(labels_b)``.
@@ -7,6 +7,7 @@ import numpy as np
 import paddle
 
 from ..utils.config import check_params
+from .fmix import FmixOperator
 
 
 class MixupOperator:
@@ -45,7 +46,8 @@ class CutmixOperator:
         return mixed, labels, paddle.gather(labels, perm), lam
 
 
-MIX_OPS = {"MixupOperator": MixupOperator, "CutmixOperator": CutmixOperator}
+MIX_OPS = {"MixupOperator": MixupOperator, "CutmixOperator": CutmixOperator,
+           "FmixOperator": FmixOperator}
 
 
 def check_mix_ops(ops, where):

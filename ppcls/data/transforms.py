@@ -235,10 +235,12 @@ class RandomErasing:
 
 
 from .autoaugment import AutoAugment, RandAugment  # noqa: E402
+from .mask_ops import MASK_OPS  # noqa: E402
 
 OPS = {cls.__name__: cls for cls in (
     DecodeImage, ResizeImage, CropImage, RandCropImage, RandFlipImage, NormalizeImage,
     ToCHWImage, RandomErasing, AutoAugment, RandAugment)}
+OPS.update(MASK_OPS)                    # Cutout, GridMask, HideAndSeek
 
 
 def check_ops(ops, where):

@@ -28,7 +28,8 @@ def check_semantics(cfg, source):
     if (cfg["mode"] == "valid" or cfg["validate"]) and cfg["VALID"] is None:
         raise where.child("VALID").error("required for evaluation (or set validate: False)")
     if cfg["use_mix"] and not (cfg["TRAIN"] or {}).get("mix"):
-        raise where.child("TRAIN.mix").error("use_mix is True but no MixupOperator/CutmixOperator is listed")
+        raise where.child("TRAIN.mix").error(
+            "use_mix is True but no MixupOperator/CutmixOperator/FmixOperator is listed")
     if cfg["ema_decay"] >= 1.0:
         raise where.child("ema_decay").error(f"must be < 1 (e.g. 0.999), got {cfg['ema_decay']}; "
                                              f"0 turns EMA off")

@@ -20,6 +20,7 @@ from .env import init_env
 from .errors import TrainingError
 from .evaluate import validate
 from .recipe import model_from_config
+from .recipe_notes import log_recipe_notes
 from .records import vdl_add, vdl_writer
 from .step import TrainStep
 
@@ -189,6 +190,7 @@ def train(cfg):
                 + f" (global {global_batch}), "
                 f"{len(train_set)} training images, {steps_per_epoch} steps/epoch, "
                 f"epochs {start_epoch}..{cfg['epochs'] - 1}")
+    log_recipe_notes(cfg, len(train_set), steps_per_epoch, logger)
     if env.on_cpu and env.world_size == 1 and env.threads > 1:
         # Depthwise conv, BN and element-wise kernels use one thread in Paddle's dygraph, so one
         # single-threaded process per core trains faster (docs/speed.md: on 2 cores 1.19x for
