@@ -103,7 +103,8 @@ def test_paddleclas_resnet_resnext_convert_to_its_logits(name):
     assert not report["no_conversion_needed"] and report["dropped"] == {}
     model.set_state_dict(state)
     assert count_params(model) == fixture["num_parameters"]
-    assert_logits_close(logits(model, fixture), expected(fixture))
+    err = assert_logits_close(logits(model, fixture), expected(fixture))
+    print(f"PaddleClas {name} -> {arch}: max relative logit error {err:.2g}")
 
 
 @pytest.mark.parametrize("name", AS_IS)
@@ -115,7 +116,8 @@ def test_paddleclas_dla_rexnet_load_as_they_are(name):
     assert usable.keys() == weights.keys()
     model.set_state_dict(usable)
     assert count_params(model) == fixture["num_parameters"]
-    assert_logits_close(logits(model, fixture), expected(fixture))
+    err = assert_logits_close(logits(model, fixture), expected(fixture))
+    print(f"PaddleClas {name} as it is: max relative logit error {err:.2g}")
     # the converter says so and passes them through unchanged
     state, report = convert_checkpoint(name, weights, source=name, model=model)
     assert report["naming"] == "suite" and report["no_conversion_needed"]
@@ -130,7 +132,11 @@ def test_other_paddleclas_networks_are_refused_from_the_weights(name):
     arch, reason = REFUSED[name]
     for a in sorted({arch, "ResNet50", "DLA34"}):       # whatever -a says, the weights decide
         with pytest.raises(ConversionError, match=reason) as err:
-            convert_checkpoint(a, weights, source=name)
+            convert_checkpoint(a, weights, source=f"{name}.pdparams")
+        assert str(err.value).startswith(f"{name}.pdparams: PaddleClas's ")
+        assert str(err.value).endswith("; PaddleClas weights that convert: ResNet50/101/152, "
+                                       "ResNeXt50_32x4d and ResNeXt101_32x8d_wsl; that load as "
+                                       "they are: DLA34-DLA169 and ReXNet_1_0-ReXNet_3_0")
         assert "\n" not in str(err.value)
         for naming in ("auto", "paddleclas"):
             with pytest.raises(ConversionError, match=reason):
@@ -151,9 +157,9 @@ def test_paddleclas_only_arch_names_are_refused(arch, reason):
 
 def test_weights_of_another_depth_or_family_name_the_right_arch():
     r101 = pc_zeros("ResNet101")
-    with pytest.raises(ConversionError, match=r"^these are PaddleClas ResNet101 weights, not "
-                                              r"ResNet50: use -a ResNet101$"):
-        convert_checkpoint("ResNet50", r101)
+    with pytest.raises(ConversionError, match=r"^R101.pdparams: these are PaddleClas ResNet101 "
+                                              r"weights, not ResNet50: use -a ResNet101$"):
+        convert_checkpoint("ResNet50", r101, source="R101.pdparams")
     with pytest.raises(ConversionError, match=r"not DLA34: use -a ResNet101"):
         convert_checkpoint("DLA34", r101, naming="paddleclas")
     wsl = pc_zeros("ResNeXt101_32x8d_wsl")
@@ -164,8 +170,8 @@ def test_weights_of_another_depth_or_family_name_the_right_arch():
     x50 = pc_zeros("ResNeXt50_32x4d")
     x64 = {k: (np.zeros((256, 4, 3, 3), np.float32) if k == "bb_0_0.conv1._conv.weight" else v)
            for k, v in x50.items()}
-    with pytest.raises(ConversionError, match=r"PaddleClas ResNeXt50_64x4d weights: this suite "
-                                              r"has no such model"):
+    with pytest.raises(ConversionError, match=r"PaddleClas ResNeXt50_64x4d weights, this suite "
+                                              r"has no such model; PaddleClas weights that convert"):
         convert_checkpoint("ResNeXt50_32x4d", x64)
 
 
@@ -175,6 +181,14 @@ def test_unknown_paddleclas_networks_are_refused():
     with pytest.raises(ConversionError, match=r"PaddleClas layer names .* no network the "
                                               r"converter knows \(first key 'conv_1._conv.weight'\)"):
         convert_checkpoint("ResNet50", hrnet_like)
+
+
+def test_paddleclas_resnext_with_extra_layers_is_refused():
+    se_resnext = dict(pc_zeros("ResNeXt50_32x4d"))
+    se_resnext["bb_0_0.scale.squeeze.weight"] = np.zeros((256, 16), np.float32)
+    with pytest.raises(ConversionError, match=r"'bb_0_0.scale.squeeze.weight' is a layer that "
+                                              r"torchvision's ResNet/ResNeXt \(ours\) do not have"):
+        convert_checkpoint("ResNeXt50_32x4d", se_resnext, naming="paddleclas")
 
 
 def test_class_count_comes_from_the_paddle_layout_head():
@@ -396,7 +410,7 @@ def test_cli_refusals_are_one_line_exit_2(tmp_path, monkeypatch, capsys):
     mbv2 = save_like_paddleclas(pc_zeros("MobileNetV2"), tmp_path / "m.pdparams")
     dst = tmp_path / "o.pdparams"
     code, out, err = run_tool(monkeypatch, capsys, "-a", "MobileNetV2", "--src", mbv2, "--dst", str(dst))
-    assert code == 2 and err.startswith("error: PaddleClas's MobileNetV2 has an expand conv")
+    assert code == 2 and err.startswith(f"error: {mbv2}: PaddleClas's MobileNetV2 has an expand conv")
     assert err.count("\n") == 1 and not dst.exists()
     code, _, err = run_tool(monkeypatch, capsys, "-a", "ResNet50", "--src", mbv2, "--dst", str(dst),
                             "--from", "official")

@@ -34,6 +34,8 @@ ALIASES = {v: k for k, v in PADDLECLAS_NAMES.items()}   # -a ResNeXt101_32x8d_ws
 
 CONVERTS = "ResNet50/101/152, ResNeXt50_32x4d and ResNeXt101_32x8d_wsl"
 LOADS_AS_IS = "DLA34-DLA169 and ReXNet_1_0-ReXNet_3_0"
+WHAT_TRANSFERS = (f"PaddleClas weights that convert: {CONVERTS}; that load as they are: "
+                  f"{LOADS_AS_IS}")
 
 FIRST_SHORTCUT = ("PaddleClas's {name} adds a 1x1 conv+BN shortcut to the first block "
                   "(blocks.0.short), which torchvision's {name} (ours) does not have: another "
@@ -121,6 +123,8 @@ _DEEP_STEM = re.compile(r"^(stem\.[12]\.|conv1_[123][._])")
 _MOBILENETV2 = re.compile(r"^conv2\._first_block\._expand_conv\.|^conv2_1_expand_weights$")
 _BOTTLENECK_DEPTHS = {(3, 4, 6, 3): 50, (3, 4, 23, 3): 101, (3, 8, 36, 3): 152}
 _BASIC_DEPTHS = {(2, 2, 2, 2): 18, (3, 4, 6, 3): 34}
+_TORCHVISION_KEY = re.compile(r"(conv1|bn1|fc)\.\w+"
+                              r"|layer[1-4]\.\d+\.(conv[123]|bn[123]|downsample\.[01])\.\w+")
 TARGETS = ("ResNet18", "ResNet34", "ResNet50", "ResNet101", "ResNet152", "ResNeXt50_32x4d",
            "ResNeXt101_32x8d")
 
@@ -144,6 +148,10 @@ def identify(src):
     w = renamed.get("layer1.0.conv2.weight")
     if not all(depth) or w is None or w.ndim != 4:
         return None
+    for ours, theirs in zip(renamed, src):         # same order: the rules drop nothing
+        if not _TORCHVISION_KEY.fullmatch(ours):
+            raise ConversionError(f"{theirs!r} is a layer that torchvision's ResNet/ResNeXt "
+                                  f"(ours) do not have (SE, attention...): another network")
     if "layer1.0.conv3.weight" not in renamed:                  # basic blocks
         layers = _BASIC_DEPTHS.get(depth)
         if layers is None:
@@ -161,20 +169,23 @@ def identify(src):
     return f"ResNeXt{layers}_{groups}x{int(w.shape[0]) // groups}d{wsl}"
 
 
-def check_transfer(arch, src, label):
-    """Refuse, in one line, PaddleClas weights ``src`` that do not fit our model ``arch``."""
-    held = identify(src)
+def check_transfer(arch, src, label, source="checkpoint"):
+    """Refuse, in one line naming ``source``, PaddleClas weights ``src`` that do not fit our
+    model ``arch``; returns PaddleClas's name of the network they hold."""
+    try:
+        held = identify(src)
+    except ConversionError as e:
+        raise ConversionError(f"{source}: {e}; {WHAT_TRANSFERS}") from None
     if held is None:
         first = next(iter(src))
-        raise ConversionError(f"the weights have {label}, but they are no network the converter "
-                              f"knows (first key {first!r}); PaddleClas weights that convert: "
-                              f"{CONVERTS}; that load as is: {LOADS_AS_IS}")
+        raise ConversionError(f"{source} has {label}, but it is no network the converter knows "
+                              f"(first key {first!r}); {WHAT_TRANSFERS}")
     ours = ALIASES.get(held, held)
     if ours not in TARGETS:
-        raise ConversionError(f"these are PaddleClas {held} weights: this suite has no such "
-                              f"model (PaddleClas weights that convert: {CONVERTS})")
+        raise ConversionError(f"{source}: these are PaddleClas {held} weights, this suite has no "
+                              f"such model; {WHAT_TRANSFERS}")
     if ours != arch:
-        raise ConversionError(f"these are PaddleClas {held} weights, not "
+        raise ConversionError(f"{source}: these are PaddleClas {held} weights, not "
                               f"{PADDLECLAS_NAMES.get(arch, arch)}: use -a {held}")
     return held
 
@@ -182,9 +193,9 @@ def check_transfer(arch, src, label):
 def refuse_arch(arch):
     """The reason ``-a arch`` names a PaddleClas network this suite does not have, or None."""
     if re.search(r"_vd(_|$)", arch):
-        return f"{arch}: {DEEP_STEM}"
+        return f"{arch}: {DEEP_STEM}; {WHAT_TRANSFERS}"
     if re.fullmatch(r"MobileNetV2_\w+", arch):
-        return f"{arch}: {MOBILENETV2}"
+        return f"{arch}: {MOBILENETV2}; {WHAT_TRANSFERS}"
     if arch.endswith("_wsl") and arch not in ALIASES:
         return (f"{arch}: this suite has no such model (of the _wsl models only "
                 f"ResNeXt101_32x8d_wsl converts, into ResNeXt101_32x8d)")

@@ -63,7 +63,8 @@ def convert_checkpoint(arch, src, naming="auto", class_dim=None, source="checkpo
                       no_conversion_needed=True)
         return state, report
     if kind == "paddleclas":        # refuses the networks that are not ours, from the weights
-        report["paddleclas_model"] = paddleclas.check_transfer(arch, src, detected.label)
+        report["paddleclas_model"] = paddleclas.check_transfer(arch, src, detected.label,
+                                                                 source)
     naming_rules = "paddleclas" if kind == "paddleclas" else "official"
     state, rep = convert_state_dict(arch, src, class_dim, source=source, naming=naming_rules,
                                     model=model)
