@@ -461,6 +461,23 @@ def test_static_graph_archives_are_refused(tmp_path):
             load_source(str(path))
 
 
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_pdparams_sources_keep_the_pickle_allow_list(tmp_path, monkeypatch):
+    import pickle
+    from ppcls.convert import load_source
+    monkeypatch.chdir(tmp_path)
+    with open(tmp_path / "evil.pdparams", "wb") as f:
+        pickle.dump({"fc.weight": np.zeros(2, np.float32), "x": _RunsCode()}, f, protocol=2)
+    with pytest.raises(ckpt.CheckpointError, match=r"refusing to load .*evil\.pdparams: it calls "
+                                                   r"(posix|os)\.system"):
+        load_source(str(tmp_path / "evil"))                   # a prefix, as pretrained_model takes
+    assert not (tmp_path / "pwned").exists()
+
+
 def test_pretrained_model_with_paddleclas_names_points_to_the_converter(tmp_path):
     prefix = save_like_paddleclas(pc_zeros("ResNet50"),
                                   tmp_path / "ResNet50_pretrained.pdparams")[: -len(".pdparams")]
