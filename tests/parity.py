@@ -8,23 +8,26 @@ import zlib
 import numpy as np
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "parity")
+# PaddleClas's own models (Paddle names and layout), copied from shared/reference/parity/paddleclas
+PADDLECLAS_FIXTURES = os.path.join(os.path.dirname(FIXTURES), "parity_paddleclas")
 # Official float64 logits for the fixtures whose float32 output is rounding-limited (see its
 # "note"): {"outputs": {name: [2, 1000]}, "outputs_bn_eps_float32": {name: [2, 1000]}}.
 FLOAT64 = os.path.join(os.path.dirname(FIXTURES), "parity_float64.json")
 _float64_cache = {}
 
 
-def load_fixture(name):
-    with open(os.path.join(FIXTURES, f"{name}.json")) as f:
+def load_fixture(name, directory=FIXTURES):
+    with open(os.path.join(directory, f"{name}.json")) as f:
         return json.load(f)
 
 
 def rule_tensor(name, shape):
-    """The fixture README's weight rule, tensor by tensor."""
+    """The fixture README's weight rule, tensor by tensor (with the PaddleClas fixtures' two
+    endings for Paddle's BN statistics, which no PyTorch name has)."""
     rng = np.random.RandomState(zlib.crc32(name.encode("utf-8")))
-    if name.endswith("running_mean"):
+    if name.endswith(("running_mean", "._mean")):
         value = rng.uniform(-0.1, 0.1, shape)
-    elif name.endswith("running_var"):
+    elif name.endswith(("running_var", "._variance")):
         value = rng.uniform(0.5, 1.5, shape)
     elif len(shape) <= 1 and name.endswith("weight"):
         value = rng.uniform(0.5, 1.5, shape)
@@ -94,9 +97,13 @@ def run_parity(fixture_name, arch, **model_kwargs):
 
 
 def assert_logits_close(ours, expected, rtol=1e-5):
-    """The fixture criterion: per row, max|ours - expected| <= rtol * max|expected|."""
+    """The fixture criterion: per row, max|ours - expected| <= rtol * max|expected|. Returns the
+    largest ratio max|ours - expected| / max|expected| over the rows (the measured error)."""
     assert ours.shape == expected.shape, (ours.shape, expected.shape)
+    worst = 0.0
     for row, (a, b) in enumerate(zip(ours, expected)):
         err = float(np.abs(a - b).max())
         scale = float(np.abs(b).max())
         assert err <= rtol * scale, f"row {row}: max abs err {err:.3g} > {rtol} x {scale:.3g}"
+        worst = max(worst, err / scale)
+    return worst

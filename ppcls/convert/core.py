@@ -1,14 +1,17 @@
-"""Official PyTorch checkpoint -> Paddle state dict.
+"""Official PyTorch (or PaddleClas) checkpoint -> Paddle state dict.
 
 The Paddle models keep the official module names, so conversion is mostly generic:
 unwrap ``state_dict`` / strip ``module.``, drop ``num_batches_tracked``, rename BN statistics
 (``running_mean`` -> ``_mean``, ``running_var`` -> ``_variance``) and transpose Linear weights
 (PyTorch stores [out, in], Paddle [in, out]). What differs per family (dead layers, shared
 tensors, another naming such as timm's) is a small ``Rules`` entry registered by the family's
-module in this package. The core works on ``{name: numpy array}``: no PyTorch needed.
+module in this package, per source naming: ``official`` (PyTorch checkpoints; timm's names are
+renamed by the same entries) or ``paddleclas`` (PaddleClas ``.pdparams``: Paddle layout, no
+transpose). The core works on ``{name: numpy array}``: no PyTorch needed.
 """
 import os
 import re
+import tarfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,26 +30,32 @@ class Rules:
     drop:   [(regex, reason)] official keys that have no counterpart on purpose (e.g. DLA's
             dead ``project`` layers); they are counted and reported, never silently lost.
     rename: [(regex, replacement)] applied in order with ``re.sub`` to every kept key.
-    head:   our name of the classifier weight; its first dimension gives the class count.
+    head:   our name of the classifier weight; it gives the class count.
+    prepare: optional ``f({name: array}) -> {name: array}`` run before drop/rename, for a naming
+            that cannot be renamed key by key (PaddleClas's flat ``blocks.K`` index).
+    paddle_layout: the source already stores Linear weights as Paddle does ([in, out]).
     """
     drop: list = field(default_factory=list)
     rename: list = field(default_factory=list)
     head: str = "fc.weight"
+    prepare: object = None
+    paddle_layout: bool = False
 
 
-_RULES = []  # [(compiled arch regex, Rules)]
+_RULES = []  # [(naming, compiled arch regex, Rules)]
 
 
-def register_rules(arch_pattern, rules):
-    """Register ``rules`` for every architecture whose name fully matches ``arch_pattern``."""
-    _RULES.append((re.compile(arch_pattern), rules))
+def register_rules(arch_pattern, rules, naming="official"):
+    """Register ``rules`` for every architecture whose name fully matches ``arch_pattern``, for
+    checkpoints in ``naming`` (``official``: PyTorch checkpoints; ``paddleclas``)."""
+    _RULES.append((naming, re.compile(arch_pattern), rules))
 
 
-def rules_for(arch):
-    for pattern, rules in _RULES:
-        if pattern.fullmatch(arch):
+def rules_for(arch, naming="official"):
+    for kind, pattern, rules in _RULES:
+        if kind == naming and pattern.fullmatch(arch):
             return rules
-    raise ConversionError(f"no conversion rules for architecture {arch!r}: "
+    raise ConversionError(f"no {naming} conversion rules for architecture {arch!r}: "
                           f"add a Rules entry in ppcls/convert/ for its family")
 
 
@@ -83,9 +92,15 @@ def _to_paddle_name(name):
     return re.sub(r"running_mean$", "_mean", re.sub(r"running_var$", "_variance", name))
 
 
-def apply_rules(arch, src):
+def apply_rules(arch, src, naming="official"):
     """Drop and rename official keys. Returns (renamed dict, {reason: [dropped keys]})."""
-    rules = rules_for(arch)
+    return rename_with(rules_for(arch, naming), src)
+
+
+def rename_with(rules, src):
+    """``apply_rules`` with a given Rules entry."""
+    if rules.prepare is not None:
+        src = rules.prepare(src)
     dropped, kept = {}, {}
     for name, value in src.items():
         reason = next((r for pat, r in rules.drop if re.search(pat, name)), None)
@@ -101,12 +116,14 @@ def apply_rules(arch, src):
     return kept, dropped
 
 
-def infer_class_dim(arch, renamed):
-    head = rules_for(arch).head
-    if head not in renamed:
-        raise ConversionError(f"classifier weight {head!r} not found in the checkpoint; "
+def infer_class_dim(arch, renamed, naming="official"):
+    rules = rules_for(arch, naming)
+    if rules.head not in renamed:
+        raise ConversionError(f"classifier weight {rules.head!r} not found in the checkpoint; "
                               f"is it a {arch} checkpoint?")
-    return int(renamed[head].shape[0])
+    shape = renamed[rules.head].shape
+    # a Linear head is [in, out] in Paddle; a conv head is [out, in, 1, 1] in both layouts
+    return int(shape[1] if rules.paddle_layout and len(shape) == 2 else shape[0])
 
 
 def linear_weight_names(model):
@@ -116,9 +133,10 @@ def linear_weight_names(model):
             if isinstance(layer, nn.Linear)}
 
 
-def match_to_model(model, renamed, source="checkpoint"):
-    """Fit renamed official tensors to ``model``'s state dict: transpose Linear weights, check
-    that every key is used exactly once and every shape matches, else raise listing them all."""
+def match_to_model(model, renamed, source="checkpoint", transpose_linear=True):
+    """Fit renamed official tensors to ``model``'s state dict: transpose Linear weights (unless
+    the source is in Paddle layout already), check that every key is used exactly once and
+    every shape matches, else raise listing them all."""
     target = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     linear = linear_weight_names(model)
     out, problems = {}, []
@@ -127,7 +145,7 @@ def match_to_model(model, renamed, source="checkpoint"):
             problems.append(f"missing in {source}: {name} {list(shape)}")
             continue
         value = renamed[name]
-        if name in linear and value.ndim == 2:
+        if name in linear and value.ndim == 2 and transpose_linear:
             value = value.T
         elif value.ndim == 2 and len(shape) == 4 and shape[2:] == (1, 1):
             value = value.reshape(tuple(value.shape) + (1, 1))   # Linear head -> 1x1 conv head
@@ -146,30 +164,47 @@ def match_to_model(model, renamed, source="checkpoint"):
     return out
 
 
-def convert_state_dict(arch, src, class_dim=None, source="checkpoint", **model_kwargs):
+def convert_state_dict(arch, src, class_dim=None, source="checkpoint", naming="official",
+                       model=None, **model_kwargs):
     """Official ``{name: ndarray}`` -> (Paddle ``{name: ndarray}``, report dict).
 
-    The architecture is built (on CPU, once) to learn the target names and shapes; the class
-    count comes from the checkpoint's classifier unless ``class_dim`` is given.
+    The architecture is built (on CPU, once) to learn the target names and shapes, unless the
+    caller passes the ``model`` it will load into; the class count comes from the checkpoint's
+    classifier unless ``class_dim`` is given.
     """
-    from ..modeling import build_model
     src = normalise_source(src, source)
-    renamed, dropped = apply_rules(arch, src)
+    renamed, dropped = apply_rules(arch, src, naming)
     if class_dim is None:
-        class_dim = infer_class_dim(arch, renamed)
-    model = build_model(arch, class_dim=class_dim, **model_kwargs)
-    out = match_to_model(model, renamed, source)
+        class_dim = infer_class_dim(arch, renamed, naming)
+    if model is None:
+        from ..modeling import build_model
+        model = build_model(arch, class_dim=class_dim, **model_kwargs)
+    out = match_to_model(model, renamed, source,
+                         transpose_linear=not rules_for(arch, naming).paddle_layout)
     report = {"arch": arch, "class_dim": class_dim, "converted": len(out),
               "dropped": {reason: len(keys) for reason, keys in dropped.items()}}
     return out, report
 
 
 def load_source(path):
-    """Read an official checkpoint: ``.pth``/``.pth.tar``/``.pt`` (PyTorch, imported only here and
-    only with ``weights_only=True``), ``.npz`` or ``.safetensors``."""
+    """Read a checkpoint: ``.pth``/``.pth.tar``/``.pt`` (PyTorch, imported only here and only with
+    ``weights_only=True``), ``.npz``, ``.safetensors`` or ``.pdparams`` (Paddle/PaddleClas; the
+    pickle is checked against the allow-list first, see ppcls.utils.checkpoint)."""
+    if not os.path.isfile(path) and os.path.isfile(path + ".pdparams"):
+        path += ".pdparams"                     # a Paddle prefix, as pretrained_model takes
+    lower = path.lower()
+    if os.path.isdir(path) or (lower.endswith(".tar") and tarfile.is_tarfile(path)):
+        # PyTorch's .pth.tar files are zip or pickle files; a real tar (or its unpacked folder)
+        # of one file per variable is PaddleClas 1.x's static-graph format
+        raise ConversionError(f"{path}: a folder or tar archive of variables (PaddleClas 1.x "
+                              f"static-graph weights, e.g. ResNet50_pretrained.tar) is not "
+                              f"supported; use the .pdparams file PaddleClas 2.x publishes for "
+                              f"the model")
     if not os.path.isfile(path):
         raise ConversionError(f"weights file not found: {path}")
-    lower = path.lower()
+    if lower.endswith(".pdparams"):
+        from ..utils.checkpoint import load_params_file
+        return load_params_file(path)
     if lower.endswith(".npz"):
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
@@ -191,4 +226,5 @@ def load_source(path):
         except Exception as e:  # noqa: BLE001 - torch raises many kinds for bad files
             raise ConversionError(f"cannot read {path} as a PyTorch checkpoint "
                                   f"(weights_only=True): {e}") from e
-    raise ConversionError(f"unknown weights format for {path}: use .pth/.pth.tar, .npz or .safetensors")
+    raise ConversionError(f"unknown weights format for {path}: use .pth/.pth.tar, .npz, "
+                          f".safetensors or .pdparams")

@@ -250,10 +250,16 @@ def fit_state_dict(model, state, source, skip_mismatched_head=False, head_keys=N
                 [f"unexpected: {k}" for k in unexpected[:10]] + \
                 [f"shape mismatch: {k} file {a} vs model {b}" for k, a, b in mismatched[:10]]
         only_head = " (only the classifier may differ when fine-tuning)" if skip_mismatched_head else ""
+        # most names foreign: another naming (PyTorch, PaddleClas's ResNet...), not another model
+        foreign = len(set(state) & set(target)) < len(target) / 2
+        cause = ("most of the model's keys are not in the file: wrong ARCHITECTURE.name, or "
+                 "weights in another naming (PyTorch, PaddleClas's ResNet/ResNeXt) to convert "
+                 "first with tools/convert_weights.py -a ARCH --src FILE --dst OUT.pdparams"
+                 if foreign else "wrong ARCHITECTURE.name or classes_num?")
         raise CheckpointError(
             f"{source} does not fit {type(model).__name__}: {len(missing)} missing, "
             f"{len(unexpected)} unexpected, {len(mismatched)} shape-mismatched key(s){only_head} "
-            f"(wrong ARCHITECTURE.name or classes_num?):\n  " + "\n  ".join(lines))
+            f"({cause}):\n  " + "\n  ".join(lines))
     return usable, report
 
 
