@@ -5,7 +5,9 @@
 
 Writes OUT/images/<digit>/<n>.png, OUT/train_list.txt, OUT/val_list.txt (``path label``) and
 OUT/label_list.txt. ``--digits 0-4`` keeps a subset (labels renumbered from 0), used by the
-fine-tuning demo.
+fine-tuning demo. ``--train_per_class N`` keeps only N training images per digit (the validation
+images stay the same 359): the small training set of the comparison demo, where differences
+between models show.
 
   python tools/prepare_demo_data.py --photos 512 --out dataset/photos [--photo_size 500x375]
 
@@ -27,7 +29,7 @@ def parse_digits(text):
     return [int(d) for d in text.split(",")]
 
 
-def prepare(out, digits=tuple(range(10)), val_fraction=0.2, size=32, seed=0):
+def prepare(out, digits=tuple(range(10)), val_fraction=0.2, size=32, seed=0, train_per_class=None):
     from sklearn.datasets import load_digits
     data = load_digits()
     images, targets = data.images, data.target
@@ -40,6 +42,8 @@ def prepare(out, digits=tuple(range(10)), val_fraction=0.2, size=32, seed=0):
         n_val = int(round(len(idx) * val_fraction))
         folder = os.path.join(out, "images", str(digit))
         os.makedirs(folder, exist_ok=True)
+        if train_per_class is not None:     # the same validation split, fewer training images
+            idx = idx[:n_val + train_per_class]
         for rank, i in enumerate(idx):
             img = (images[i] / 16.0 * 255.0).clip(0, 255).astype(np.uint8)
             img = cv2.resize(img, (size, size), interpolation=cv2.INTER_CUBIC)
@@ -91,6 +95,8 @@ def main():
     p.add_argument("--out", default="dataset/digits")
     p.add_argument("--digits", default="0-9", help="which digits, e.g. 0-9, 0-4 or 5,6,7")
     p.add_argument("--val_fraction", type=float, default=0.2)
+    p.add_argument("--train_per_class", type=int, default=None,
+                   help="keep only this many training images per digit (validation unchanged)")
     p.add_argument("--photos", type=int, default=0,
                    help="write this many synthetic JPEG photographs instead of the digits")
     p.add_argument("--photo_size", default="500x375", help="WxH of --photos (default 500x375)")
@@ -104,7 +110,10 @@ def main():
                                         val_fraction=args.val_fraction)
         print(f"wrote {n_train} training and {n_val} validation JPEGs ({w}x{h}) to {args.out}")
         return
-    n_train, n_val = prepare(args.out, parse_digits(args.digits), args.val_fraction)
+    if args.train_per_class is not None and args.train_per_class < 1:
+        p.error(f"--train_per_class must be >= 1, got {args.train_per_class}")
+    n_train, n_val = prepare(args.out, parse_digits(args.digits), args.val_fraction,
+                             train_per_class=args.train_per_class)
     print(f"wrote {n_train} training and {n_val} validation images to {args.out}")
 
 

@@ -226,45 +226,53 @@ def load_runs(paths):
     return out
 
 
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed), and the colour cycle."""
+    import matplotlib
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    return plt, plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
+def style_axes(ax, title, ylabel, xlabel="epoch", empty_text=None):
+    """The look of every curve plot: integer epochs, light grid, a legend when there are
+    labelled lines, else ``empty_text`` in the middle."""
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(title)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    elif empty_text:
+        ax.text(0.5, 0.5, empty_text, ha="center", va="center", transform=ax.transAxes)
+
+
 def plot_runs(runs, out_dir):
     """Write acc_plot.png (validation top-1 and top-k per epoch) and loss_plot.png (train
     and validation loss per epoch, learning rate per epoch) into ``out_dir``; return both
     paths. Uses matplotlib's Agg backend (no display needed)."""
-    import matplotlib
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
+    plt, colors = pyplot()
     os.makedirs(out_dir, exist_ok=True)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
     def name(run, what):               # "top-1" for one run, "runA top-1" side by side
         return f"{run.label} {what}" if len(runs) > 1 else what
 
     fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
-    drawn = 0
     for i, run in enumerate(runs):
         c = colors[i % len(colors)]
         ep, top1 = run.valid("top1")
         if ep:
             ax.plot(ep, [100 * v for v in top1], "-o", color=c, ms=3, label=name(run, "top-1"))
-            drawn += 1
         k = run.topk_key()
         if k:
             ep, topk = run.valid(k)
             ax.plot(ep, [100 * v for v in topk], "--s", color=c, ms=3,
                     label=name(run, f"top-{k[3:]}"))
-            drawn += 1
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title("Validation accuracy")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("accuracy (%)")
-    ax.grid(True, alpha=0.3)
-    if drawn:
-        ax.legend(fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "no validation line in the logs", ha="center", va="center",
-                transform=ax.transAxes)
+    style_axes(ax, "Validation accuracy", "accuracy (%)",
+               empty_text="no validation line in the logs")
     fig.tight_layout()
     acc_path = os.path.join(out_dir, "acc_plot.png")
     fig.savefig(acc_path)
@@ -283,17 +291,8 @@ def plot_runs(runs, out_dir):
         ep, lr = run.learning_rate()
         if ep:
             ax_lr.plot(ep, lr, "-o", color=c, ms=2, label=run.label if len(runs) > 1 else None)
-    ax_loss.set_title("Loss")
-    ax_loss.set_ylabel("loss")
-    ax_loss.grid(True, alpha=0.3)
-    ax_lr.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax_lr.set_title("Learning rate (at the start of each epoch)")
-    ax_lr.set_xlabel("epoch")
-    ax_lr.set_ylabel("lr")
-    ax_lr.grid(True, alpha=0.3)
-    for ax in (ax_loss, ax_lr):
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+    style_axes(ax_loss, "Loss", "loss", xlabel=None)
+    style_axes(ax_lr, "Learning rate (at the start of each epoch)", "lr")
     fig.tight_layout()
     loss_path = os.path.join(out_dir, "loss_plot.png")
     fig.savefig(loss_path)

@@ -63,6 +63,6 @@ def model_from_config(cfg):
     params = dict(cfg["ARCHITECTURE"].get("params") or {})
     try:
         return build_model(name, class_dim=cfg["classes_num"], **params)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:     # unknown parameter / a value the model refuses
         raise TrainingError(f"{cfg.get('_source', 'config')}: ARCHITECTURE.params does not fit "
                             f"{name}: {e}") from None

@@ -10,60 +10,21 @@
 * Init as the official code: conv N(0, sqrt(2 / (k*k*out))), BN 1/0; the ECA Conv1d is left to
   PyTorch's default U(+-1/sqrt(k)) (the official loops only touch Conv2d), mirrored here.
 """
-import math
-
-import paddle
-import paddle.nn as nn
-
 from ..registry import register_model
-from .layers import ECA
+from .layers import ECA, init_eca_, parse_k_size  # noqa: F401  (re-exported)
 from .mobilenet_v2 import MobileNetV2Net
 from .resnet import BasicBlock, Bottleneck, ResNet
 
 
-def _check_k(k):
-    k = int(k)
-    if k < 1 or k % 2 == 0:
-        raise ValueError(f"ECA kernel sizes must be odd and positive, got {k}")
-    return k
-
-
-def parse_k_size(k_size, n):
-    """``[3, 5, 5, 7]``, ``(3, 5, 5, 7)``, ``"3557"`` or ``3557`` -> list of ``n`` odd ints.
-
-    The official spelling (``--ksize 3557``, ``eca_mobilenetv2_k13``) is one digit per value;
-    an unquoted YAML ``3557`` arrives as an int, so an int with exactly ``n`` digits (n > 1) is
-    read digit by digit; any other int is one kernel for every position."""
-    if isinstance(k_size, int) and not isinstance(k_size, bool):
-        k_size = str(k_size) if n > 1 and len(str(k_size)) == n else [k_size] * n
-    ks = [_check_k(k) for k in (list(k_size) if not isinstance(k_size, str) else k_size)]
-    if len(ks) != n:
-        raise ValueError(f"k_size needs {n} values, got {k_size!r}")
-    return ks
-
-
-def init_eca_(layer):
-    """PyTorch's default Conv1d init for every ECA conv under ``layer``: U(+-1/sqrt(fan_in))."""
-    for m in layer.sublayers(include_self=True):
-        if isinstance(m, ECA):
-            w = m.conv.weight                       # [1, 1, k]
-            bound = 1.0 / math.sqrt(int(w.shape[1] * w.shape[2]))
-            w.set_value(paddle.uniform(w.shape, w.dtype, -bound, bound))
-
-
 class ECAResNet(ResNet):
-    """torchvision ResNet whose every block carries ``eca`` = ECA(k_size[stage])."""
+    """torchvision ResNet whose every block carries ``eca`` = ECA(k_size[stage]): resnet.py's
+    ``attention="eca"`` with the released per-stage kernels."""
 
     def __init__(self, block, layers, k_size=(3, 3, 3, 3), class_dim=1000, **kw):
-        self.k_size = parse_k_size(k_size, 4)      # read by block_kwargs during ResNet.__init__
-        super().__init__(block, layers, class_dim=class_dim, **kw)
-
-    def block_kwargs(self, stage, index):
-        return {"attn": ("eca", ECA(k_size=self.k_size[stage]))}
-
-    def init_weights(self, zero_init_residual=False):
-        super().init_weights(zero_init_residual)
-        init_eca_(self)
+        if "attention" in kw:
+            raise ValueError("ECA-ResNets always use ECA; 'attention' is a parameter of the "
+                             "plain ResNets (ResNet18 ... ResNet152)")
+        super().__init__(block, layers, class_dim=class_dim, attention="eca", k_size=k_size, **kw)
 
 
 def eca_k_size(base_channels, k_size=(1, 3), threshold=96):

@@ -17,8 +17,8 @@ is computed once here.
 Block code is not duplicated: :class:`EDBottleneck` is resnet.py's ``Bottleneck`` (torchvision
 names ``conv1``/``bn1``..., ``downsample``) plus the ``encoder``/``decoder`` Sequentials named
 as in the official code (``encoder.encoder_conv``, ``encoder.encoder_bn``, ``decoder.decoder_conv``,
-``decoder.decoder_bn``); the SE variants use resnet.py's ``attn`` hook with the official Linear
-names (``fc_reduction``, ``fc_extention`` [sic]). ppcls/convert/ed.py maps the official
+``decoder.decoder_bn``); the SE variants use resnet.py's ``attn`` hook with layers.py's ``SELayer`` (the official
+Linear names ``fc_reduction``, ``fc_extention`` [sic]; ResNet's ``attention: se`` reuses it). ppcls/convert/ed.py maps the official
 checkpoint names (``layer1.layer1_block_0.conv_conv1``, ``shortcut.shortcut_conv``...) onto these.
 
 Input sizes. The decoder is a 3x3 stride-2 transposed conv with padding 1 and output_padding 1
@@ -38,45 +38,18 @@ published GFLOPs fix the width: each variant has a ratio ``r`` (two decimals) an
 width is ``r * official width`` rounded to a multiple of 8 (ResNet) or of the 32 groups (ResNeXt,
 an integer width per group). See docs/ED_efficient_variants.md for the search and the figures.
 """
-import math
-
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ..registry import register_model
+from .layers import SELayer, torch_linear as _torch_linear
 from .resnet import Bottleneck, ResNet
 
 __all__ = ["EDBottleneck", "EDResNet", "SELayer", "ed_input_size_ok", "ed_stage_widths"]
 
 ED_GROUPS = 32
 FAMILY = "ED-Net"
-
-
-def _torch_linear(in_features, out_features):
-    """torch's default Linear weight init (uniform +-1/sqrt(in)) with a zero bias: the official
-    init loop sets every ``*.bias`` of the model to 0 and leaves Linear weights at torch's default."""
-    bound = 1.0 / math.sqrt(in_features)
-    return nn.Linear(in_features, out_features,
-                     weight_attr=paddle.ParamAttr(initializer=nn.initializer.Uniform(-bound, bound)),
-                     bias_attr=paddle.ParamAttr(initializer=nn.initializer.Constant(0.0)))
-
-
-class SELayer(nn.Layer):
-    """Squeeze-and-excitation as in the official ED-SE models: global average pool ->
-    Linear(C, C//16) -> ReLU -> Linear(C//16, C) -> sigmoid -> scale. Linear (not 1x1 conv)
-    layers, named ``fc_reduction`` / ``fc_extention`` like the official attributes."""
-
-    def __init__(self, channels, reduction=16):
-        super().__init__()
-        self.fc_reduction = _torch_linear(channels, channels // reduction)
-        self.fc_extention = _torch_linear(channels // reduction, channels)
-
-    def forward(self, x):
-        c = x.shape[1]
-        y = F.adaptive_avg_pool2d(x, 1).reshape([-1, c])     # oneDNN-friendly form, see ECA
-        y = F.sigmoid(self.fc_extention(F.relu(self.fc_reduction(y))))
-        return x * y.reshape([-1, c, 1, 1])
 
 
 def _size_rule_message(what):

@@ -9,6 +9,21 @@ torchvision checkpoints convert by name. The blocks are written to be extended, 
 * ``branch(x)`` and ``shortcut(x)`` are separate so a family can combine them differently
   (ED adds an encoder-decoder path on the shortcut, RLA threads a hidden state).
 * ``ResNet.block_kwargs(stage, index)`` lets a subclass give each block its own options.
+
+``attention`` ("none" | "se" | "eca") puts one of the official attention layers of layers.py in
+every block of a plain ResNet/ResNeXt, where ECA-Net and ED-SE put them (after the last BN of
+the residual branch, before the add), to compare attention modules on one backbone:
+
+* ``se``: ``SELayer(C, reduction)`` (ED-SE's layer, SENet's reduction 16 by default), C = the
+  block's output channels.
+* ``eca``: ``ECA(k)`` with k from ECA-Net's adaptive rule on the block's output channels
+  (``eca_kernel_size``: 3, 5, 5, 5 for ResNet18/34; 5, 5, 5, 7 for ResNet50-152, the kernels
+  of RLA-Net's ECA models), or ``k_size`` per stage as the released ECA-ResNets fix them:
+  ``ResNet18(attention="eca", k_size=[3, 5, 7, 7])`` is ``ECA_ResNet18()`` (same layers, names
+  and initialisation; eca_resnet.py builds its models this way).
+
+"none" (the default) builds exactly the torchvision model. Families that subclass ResNet with
+their own ``block_kwargs`` (ED, RLA) have their own attention options and refuse this one.
 """
 import math
 
@@ -16,7 +31,10 @@ import paddle
 import paddle.nn as nn
 
 from ..registry import register_model
-from .layers import kaiming_normal_fan_out_
+from .layers import (ECA, SELayer, eca_kernel_size, init_eca_, kaiming_normal_fan_out_,
+                     parse_k_size)
+
+ATTENTIONS = ("none", "se", "eca")
 
 
 def conv3x3(in_ch, out_ch, stride=1, groups=1):
@@ -100,10 +118,14 @@ class Bottleneck(BasicBlock):
 
 class ResNet(nn.Layer):
     """torchvision ResNet: 7x7/2 stem, 3x3/2 max pool, four stages, global pool, ``fc``."""
+    attention = "none"          # for subclasses that build their layers without __init__ (RLA)
 
     def __init__(self, block, layers, class_dim=1000, groups=1, width_per_group=64,
-                 zero_init_residual=False, stage_planes=(64, 128, 256, 512)):
+                 zero_init_residual=False, stage_planes=(64, 128, 256, 512), attention="none",
+                 k_size=None, reduction=16):
         super().__init__()
+        self._set_attention(attention, k_size, reduction,
+                            [p * block.expansion for p in stage_planes])
         self.block = block
         self.groups = groups
         self.base_width = width_per_group
@@ -134,8 +156,38 @@ class ResNet(nn.Layer):
                          weight_attr=paddle.ParamAttr(initializer=init),
                          bias_attr=paddle.ParamAttr(initializer=init))
 
+    def _set_attention(self, attention, k_size, reduction, channels):
+        """Check the attention options; the layers are built per block by ``block_kwargs``."""
+        attention = "none" if attention is None else str(attention).lower()   # YAML null, None
+        if attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {', '.join(ATTENTIONS)}, got {attention!r}")
+        if attention != "none" and type(self).block_kwargs is not ResNet.block_kwargs:
+            raise ValueError(f"{type(self).__name__} builds its own blocks; 'attention' applies to "
+                             f"the torchvision ResNet/ResNeXt models (ResNet18 ... ResNeXt101_32x8d)")
+        if k_size is not None and attention != "eca":
+            raise ValueError(f"k_size is the ECA kernel size per stage: set attention: eca "
+                             f"(got attention: {attention})")
+        if reduction != 16 and attention != "se":
+            raise ValueError(f"reduction is SE's: set attention: se (got attention: {attention})")
+        self.attention = attention
+        self.attention_channels = list(channels)
+        if attention == "eca":
+            if k_size is None:
+                self.k_size = [eca_kernel_size(c) for c in channels]
+            else:
+                self.k_size = parse_k_size(k_size, len(channels))
+        elif attention == "se":
+            if int(reduction) < 1 or min(channels) // int(reduction) < 1:
+                raise ValueError(f"reduction must be between 1 and {min(channels)}, got {reduction}")
+            self.reduction = int(reduction)
+
     def block_kwargs(self, stage, index):
-        """Per-block extra constructor options; subclasses override (ECA's k_size...)."""
+        """Per-block extra constructor options: the attention layer, if any; subclasses
+        override (ED's widths, RLA's hidden state...)."""
+        if self.attention == "eca":
+            return {"attn": ("eca", ECA(k_size=self.k_size[stage]))}
+        if self.attention == "se":
+            return {"attn": ("se", SELayer(self.attention_channels[stage], self.reduction))}
         return {}
 
     def _make_layer(self, stage, planes, blocks, stride):
@@ -161,6 +213,8 @@ class ResNet(nn.Layer):
                 if isinstance(m, BasicBlock):
                     bn = m.last_bn()
                     bn.weight.set_value(paddle.zeros_like(bn.weight))
+        if self.attention == "eca":
+            init_eca_(self)
 
     def stem(self, x):
         return self.maxpool(self.relu(self.bn1(self.conv1(x))))
