@@ -179,13 +179,14 @@ _SHORT_FORM = {"class_dim": None, "labels": None, "resize_short": 256, "crop": 2
                "interpolation": "bilinear", "mean": None, "std": None}
 
 
-def export(model, weights=None, out_dir="./inference", *, class_dim=None, labels=None,
+def export(model, weights=None, out_dir=None, *, class_dim=None, labels=None,
            resize_short=256, crop=224, interpolation="bilinear", mean=None, std=None,
            softmax=True, onnx=False, opset=13):
     """Export for deployment, as ``tools/export_model.py``: a Paddle Inference program +
     ``inference.yml`` (preprocessing, labels), and ``inference.onnx`` with ``onnx=True``; each
-    checked against the dygraph model before the folder is written. Returns ``out_dir``, which
-    ``ppcls.inference.Predictor(out_dir)`` and ``tools/infer.py --model_dir`` read.
+    checked against the dygraph model before the folder is written. Returns the folder
+    (``out_dir``; default ``./inference``, or the recipe's ``save_inference_dir``), which
+    ``ppcls.inference.Predictor(folder)`` and ``tools/infer.py --model_dir`` read.
 
     ``model`` is one of:
 
@@ -207,10 +208,11 @@ def export(model, weights=None, out_dir="./inference", *, class_dim=None, labels
     import paddle
     from .inference.export import export_layer, export_recipe, export_weights
     from .inference.preprocess import InferenceError, default_ops
-    out_dir, log = os.fspath(out_dir), _export_log()
+    log = _export_log()
     given = dict(class_dim=class_dim, labels=labels, resize_short=resize_short, crop=crop,
                  interpolation=interpolation, mean=mean, std=std)
     if isinstance(model, paddle.nn.Layer):
+        out_dir = os.fspath(out_dir or "./inference")
         if weights is not None:
             raise InferenceError("export(layer, weights=...): a Layer is exported with its "
                                  "current parameters; load weights into it first, or pass the "
@@ -219,7 +221,9 @@ def export(model, weights=None, out_dir="./inference", *, class_dim=None, labels
         export_layer(model, out_dir, ops, labels, class_dim, softmax=softmax, onnx=onnx,
                      opset=opset, log=log)
         return out_dir
-    if isinstance(model, str) and _registered(model):
+    unknown = _unknown_model(model) if isinstance(model, str) else "not a name"
+    if unknown is None:
+        out_dir = os.fspath(out_dir or "./inference")
         if weights is None:
             raise InferenceError(f"export({model!r}) needs weights=PATH (a .pdparams prefix or a "
                                  f".safetensors file)")
@@ -231,7 +235,7 @@ def export(model, weights=None, out_dir="./inference", *, class_dim=None, labels
             not model.endswith((".yaml", ".yml")):
         from .utils.paths import find_recipe
         if find_recipe(model) is None:
-            raise ModelError(_unknown_model(model) + "; or give a recipe (ppcls.load_config)")
+            raise ModelError(f"{unknown}; or give a recipe (ppcls.load_config)")
     used = [k for k, default in _SHORT_FORM.items() if given[k] != default]
     if used:
         raise InferenceError(f"export(recipe, {used[0]}=...): with a recipe, the recipe decides "
@@ -239,26 +243,19 @@ def export(model, weights=None, out_dir="./inference", *, class_dim=None, labels
     cfg = copy.deepcopy(_config(model, None))
     if weights is not None:
         cfg["pretrained_model"] = os.fspath(weights)
+    out_dir = os.fspath(out_dir or cfg["save_inference_dir"])
     export_recipe(cfg, out_dir, softmax=softmax, onnx=onnx, opset=opset, log=log)
     return out_dir
 
 
-def _registered(name):
-    from .modeling import get_model_factory
-    try:
-        get_model_factory(name)
-    except KeyError:
-        return False
-    return True
-
-
 def _unknown_model(name):
+    """None for a registered name, else the registry's message (with suggestions)."""
     from .modeling import get_model_factory
     try:
         get_model_factory(name)
     except KeyError as e:
         return e.args[0]
-    return name
+    return None
 
 
 def _export_log():

@@ -210,3 +210,17 @@ def test_load_config_and_export_errors(tmp_path):
     with pytest.raises(InferenceError, match="the model has 4 outputs but class_dim is 5"):
         ppcls.export(model, out_dir=str(tmp_path / "y"), class_dim=5, resize_short=32, crop=32)
     assert not (tmp_path / "y").exists()
+    # a Layer exports with its current parameters; its class count is its output width
+    model.train()
+    out = ppcls.export(model, out_dir=tmp_path / "layer", resize_short=32, crop=32,
+                       labels=["a", "b", "c", "d"])
+    assert out == str(tmp_path / "layer") and model.training      # its mode is restored
+    import paddle
+    from ppcls.inference import Predictor
+    pred = Predictor(out, cpu_threads=1)
+    x = np.random.RandomState(0).standard_normal([2, 3, 32, 32]).astype("float32")
+    model.eval()
+    with paddle.no_grad():
+        ref = paddle.nn.functional.softmax(model(paddle.to_tensor(x)), axis=-1).numpy()
+    assert pred.labels == ["a", "b", "c", "d"] and pred.info["Global"]["weights"] == ""
+    np.testing.assert_allclose(pred.run(x), ref, atol=1e-5)

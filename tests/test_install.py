@@ -94,7 +94,8 @@ def test_pip_install_wheel_into_a_fresh_venv(tmp_path):
     assert sources - names == set(), "modules missing from the wheel (pyproject.toml packages)"
     recipes = {"ppcls/" + os.path.relpath(p, ROOT).replace(os.sep, "/")
                for p in glob.glob(os.path.join(ROOT, "configs", "*", "*.yaml"))}
-    assert len(recipes) > 60 and recipes - names == set()
+    assert len(recipes) > 60 and recipes - names == set(), \
+        "recipes missing from the wheel: list their configs/<Family> in pyproject.toml packages"
     assert not any(n.startswith(("tools/", "tests/")) for n in names)
     meta = zipfile.ZipFile(wheel_file).read(
         next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
