@@ -13,7 +13,8 @@ import yaml
 
 from ppcls.data.dataset import ClassificationDataset
 from ppcls.inference import InferenceError, Predictor, export, export_ops
-from ppcls.inference.export import head_axes, load_model_for_export, rel_err
+from ppcls.inference.export import rel_err
+from ppcls.inference.weights import head_axes, load_model_for_export
 from ppcls.modeling import build_model, list_models
 from ppcls.utils.checkpoint import CheckpointError
 from ppcls.utils.cli import run_cli

@@ -1,30 +1,12 @@
-"""Evaluate weights on the recipe's VALID set and print the END line.
+"""Evaluate weights on a recipe's VALID set: `python tools/eval.py -h`.
 
-  python tools/eval.py -c configs/DLA/DLA60_best.yaml -o pretrained_model=output/DLA60/best_model/ppcls
-"""
+The program is ppcls/cli/eval.py (installed with pip: `ppcls-eval`)."""
 import os
 import sys
-import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# Paddle warns about a C++ build cache at import; it would precede a bad recipe's "error:" line.
-warnings.filterwarnings("ignore", message="No ccache found")
-
-from ppcls.utils.cpu_env import prepare_cpu_env  # noqa: E402  (imports no paddle)
-
-prepare_cpu_env()      # MKL's AVX2 kernels on AMD CPUs: must precede `import paddle`
-
-from ppcls.utils.cli import config_parser, run_cli  # noqa: E402
-
-
-def main():
-    args = config_parser("Evaluate a model on the VALID section of a recipe.", __doc__).parse_args()
-    from ppcls.engine.evaluate import run_eval
-    from ppcls.engine.recipe import load_config
-    cfg = load_config(args.config, args.override)
-    cfg["mode"] = "valid"
-    run_eval(cfg)
-
+# importing it sets the CPU environment before paddle loads (ppcls.utils.cpu_env)
+from ppcls.cli.eval import cli_main, main  # noqa: E402,F401
 
 if __name__ == "__main__":
-    run_cli(main)
+    cli_main()

@@ -1,38 +1,12 @@
-"""Train a model from a recipe.
+"""Train a model from a recipe: `python tools/train.py -h`.
 
-  python tools/train.py -c configs/quick_start/DLA46_c_digits.yaml
-  python -m paddle.distributed.launch --gpus 0,1,2,3 tools/train.py -c configs/DLA/DLA60_best.yaml
-  python -m paddle.distributed.launch --nproc_per_node 2 tools/train.py -c ...   (CPU processes)
-  python tools/train.py -c ... -o checkpoints=output/DLA46_c/3/ppcls           (resume)
-  python tools/train.py -c ... -o resume=auto                                   (newest checkpoint)
-"""
+The program is ppcls/cli/train.py (installed with pip: `ppcls-train`)."""
 import os
 import sys
-import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# Paddle warns about a C++ build cache at import; it would precede a bad recipe's "error:" line.
-warnings.filterwarnings("ignore", message="No ccache found")
-
-from ppcls.utils.cpu_env import prepare_cpu_env  # noqa: E402  (imports no paddle)
-
-prepare_cpu_env()      # MKL's AVX2 kernels on AMD CPUs: must precede `import paddle`
-
-from ppcls.utils.cli import config_parser, run_cli  # noqa: E402
-
-
-def main():
-    args = config_parser("Train an image classifier from a YAML recipe.", __doc__).parse_args()
-    from ppcls.engine.train import train
-    from ppcls.engine.recipe import load_config
-    cfg = load_config(args.config, args.override)
-    try:
-        train(cfg)
-    except Exception as e:
-        from ppcls.engine.env import announce_failure
-        announce_failure(e)             # distributed: point the launcher's output at this rank
-        raise
-
+# importing it sets the CPU environment before paddle loads (ppcls.utils.cpu_env)
+from ppcls.cli.train import cli_main, main  # noqa: E402,F401
 
 if __name__ == "__main__":
-    run_cli(main)
+    cli_main()

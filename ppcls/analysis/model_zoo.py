@@ -4,7 +4,7 @@ import difflib
 import glob
 import os
 
-from ..utils.paths import REPO_ROOT
+from ..utils.paths import CONFIG_ROOT, REPO_ROOT
 from .flops import COUNTERS, DEFAULT_THOP, THOP_BY_FAMILY, count_model, paper_format
 
 
@@ -36,8 +36,9 @@ def resolve_counter(counter, name=None):
     return THOP_BY_FAMILY.get(family, DEFAULT_THOP)
 
 
-def find_config(name, root=REPO_ROOT):
-    """configs/<dir>/<name>.yaml relative to ``root`` (first match), else None."""
+def find_config(name, root=CONFIG_ROOT):
+    """configs/<dir>/<name>.yaml relative to ``root`` (first match), else None. ``root``: the
+    checkout, or the installed package that ships the recipes."""
     hits = sorted(glob.glob(os.path.join(root, "configs", "*", f"{name}.yaml")))
     return os.path.relpath(hits[0], root).replace(os.sep, "/") if hits else None
 

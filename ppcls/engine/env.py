@@ -34,8 +34,9 @@ def warn_slow_mkl():
         import warnings
         warnings.warn("MKL runs its generic (non-AVX2) kernels on this AMD CPU: dygraph training "
                       "and evaluation are ~2-3x slower. Set MKL_DEBUG_CPU_TYPE=5 before importing "
-                      "paddle (tools/train.py and tools/eval.py do; PPCLS_NO_MKL_AVX2=1 silences "
-                      "this)", RuntimeWarning, stacklevel=3)
+                      "paddle (the tools do; in Python call ppcls.prepare_cpu_env() before "
+                      "importing paddle; PPCLS_NO_MKL_AVX2=1 silences this)",
+                      RuntimeWarning, stacklevel=3)
 
 
 def init_env(use_gpu="auto", cpu_threads=0, seed=None):

@@ -24,101 +24,25 @@ import numpy as np
 import paddle
 import yaml
 
-from ..modeling import build_model, get_model_factory
 from ..utils import checkpoint as ckpt
-from .preprocess import (InferenceError, channel_order, describe, output_hw)
+from .onnx_export import convert_onnx, onnx_available, onnxruntime_predict_once
+from .preprocess import (InferenceError, channel_order, default_ops, describe, export_ops, output_hw)
+from .weights import load_model_for_export
 
 logger = logging.getLogger("ppcls")
 
 MODEL_PREFIX = "inference"
 YML = "inference.yml"
 ONNX_FILE = "inference.onnx"
-SENTINEL_CLASSES = 997      # a class count no layer width equals: marks the classifier's tensors
 # Export-time gate against miscompiled programs (wrong fusions, shape specialisation give errors
 # of order 1e-1); float32 rounding through a deep network on random pixels stays far below it.
 CHECK_RTOL = 1e-3
-PADDLE2ONNX_HINT = "pip install paddle2onnx onnxruntime"
 
 
 def rel_err(a, b):
     """max |a - b| relative to the largest |b| (both arrays of the same shape)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
-
-
-# ----------------------------------------------------------------------------- weights
-def build(arch, class_dim, params=None):
-    try:
-        get_model_factory(arch)
-    except KeyError as e:
-        raise InferenceError(e.args[0]) from None
-    try:
-        return build_model(arch, class_dim=class_dim, **dict(params or {}))
-    except TypeError as e:
-        raise InferenceError(f"ARCHITECTURE.params do not fit {arch}: {e}") from None
-
-
-def head_axes(arch, params=None):
-    """{state key: (axis, shape)} of the tensors whose size is the class count (the classifier's),
-    found by building the model with a class count no layer width equals."""
-    with paddle.no_grad():
-        model = build(arch, SENTINEL_CLASSES, params)
-    out = {}
-    for key, tensor in model.state_dict().items():
-        shape = list(tensor.shape)
-        if SENTINEL_CLASSES in shape:
-            out[key] = (shape.index(SENTINEL_CLASSES), shape)
-    return out
-
-
-def checkpoint_classes(state, heads):
-    """(class count, key, shape) read from the classifier tensors of ``state``, or None when the
-    file has no tensor of the classifier's name and layout (fit_state_dict then reports it)."""
-    found = []
-    for key, (axis, shape) in heads.items():
-        if key not in state:
-            continue
-        got = list(np.shape(state[key]))
-        if len(got) == len(shape) and all(g == s for i, (g, s) in enumerate(zip(got, shape))
-                                          if i != axis):
-            found.append((got[axis], key, got))
-    if not found:
-        return None
-    counts = {n for n, _, _ in found}
-    if len(counts) > 1:
-        raise ckpt.CheckpointError("classifier tensors disagree on the class count: " + ", ".join(
-            f"{k} {s}" for _, k, s in found))
-    best = max(found, key=lambda f: len(f[2]))          # the weight rather than the bias
-    return int(best[0]), best[1], best[2]
-
-
-def load_model_for_export(arch, weights, class_dim=None, params=None, class_source="--class_dim"):
-    """Build ``arch`` with the checkpoint's class count and load ``weights`` strictly.
-
-    ``class_dim`` (from the recipe or the command line) must agree with the checkpoint; when it
-    is None the checkpoint decides. Returns (model in eval mode, class count)."""
-    state = ckpt.load_params_file(weights)
-    file = ckpt._strip_suffix(weights) + ".pdparams"
-    heads = head_axes(arch, params)
-    found = checkpoint_classes(state, heads)
-    if found is not None:
-        n, key, shape = found
-        if class_dim is not None and class_dim != n:
-            # weights of another architecture are the real problem: name their keys first
-            ckpt.fit_state_dict(build(arch, n, params), state, file)
-            raise ckpt.CheckpointError(
-                f"{file} has {n} classes ({key} {shape}) but {class_source} is {class_dim}; "
-                f"set {class_source}={n} (or export the checkpoint that was trained with "
-                f"{class_dim} classes)")
-        class_dim = n
-    elif class_dim is None:
-        # no classifier tensor in the file: fit_state_dict below names the missing keys
-        class_dim = 1000
-    model = build(arch, class_dim, params)
-    usable, _ = ckpt.fit_state_dict(model, state, file)
-    model.set_state_dict(usable)
-    model.eval()
-    return model, class_dim
 
 
 def label_names_from_file(path, class_num, source="label_list"):
@@ -227,52 +151,6 @@ def _reference(model, x, softmax):
     return out.numpy()
 
 
-# ----------------------------------------------------------------------------- ONNX
-def onnx_available():
-    """None when paddle2onnx can be imported, else the reason."""
-    try:
-        import paddle2onnx  # noqa: F401
-    except ImportError as e:
-        return f"paddle2onnx is not installed ({e}); {PADDLE2ONNX_HINT}"
-    return None
-
-
-def convert_onnx(prog, params, onnx_file, opset=13):
-    """paddle2onnx: the program file (PIR .json or .pdmodel) -> ONNX.
-
-    paddle2onnx >= 2.0 reads Paddle 3's PIR json. Its default post-pass (polygraphy constant
-    folding) pip-installs packages at run time, so it is switched off: ONNX Runtime folds
-    constants itself when it loads the model."""
-    reason = onnx_available()
-    if reason:
-        raise InferenceError(f"--onnx: {reason}")
-    import paddle2onnx
-    major = int(paddle2onnx.__version__.split(".")[0])
-    if prog.endswith(".json") and major < 2:
-        raise InferenceError(f"--onnx: paddle2onnx {paddle2onnx.__version__} cannot read Paddle "
-                             f"{paddle.__version__}'s PIR program ({os.path.basename(prog)}); "
-                             f"pip install 'paddle2onnx>=2.0'")
-    os.environ["POLYGRAPHY_AUTOINSTALL_DEPS"] = "0"
-    try:
-        paddle2onnx.export(prog, params, onnx_file, opset_version=opset, auto_upgrade_opset=True,
-                           enable_onnx_checker=True, optimize_tool="None")
-    except Exception as e:  # noqa: BLE001 - paddle2onnx logs and re-raises many kinds
-        raise InferenceError(f"--onnx: paddle2onnx {paddle2onnx.__version__} could not convert "
-                             f"{os.path.basename(prog)}: {type(e).__name__}: {e}") from None
-    if not os.path.isfile(onnx_file) or os.path.getsize(onnx_file) == 0:
-        raise InferenceError(f"--onnx: paddle2onnx {paddle2onnx.__version__} wrote no model for "
-                             f"{os.path.basename(prog)} (see its log above)")
-
-
-def onnxruntime_predict_once(onnx_file, x, threads=1):
-    import onnxruntime as ort
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(onnx_file, opts, providers=["CPUExecutionProvider"])
-    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
-
-
 # ----------------------------------------------------------------------------- export
 def check_target(save_dir):
     """Refuse to replace a non-empty folder that is not an export (it would be deleted)."""
@@ -325,6 +203,14 @@ def export(model, save_dir, ops, label_names, model_name, softmax=True, onnx=Fal
     return info
 
 
+def _weights_file(weights):
+    if not weights:
+        return ""
+    if weights.endswith(".safetensors"):
+        return os.path.abspath(weights)
+    return os.path.abspath(ckpt._strip_suffix(weights)) + ".pdparams"
+
+
 def _export_into(tmp, model, ops, label_names, model_name, softmax, onnx, opset, weights,
                  class_num, log, arch_params):
     prefix = os.path.join(tmp, MODEL_PREFIX)
@@ -375,7 +261,7 @@ def _export_into(tmp, model, ops, label_names, model_name, softmax, onnx, opset,
             "dtype": "float32",
             "paddle_version": paddle.__version__,
             # the source checkpoint, for tools/infer.py --backend dygraph (reference / timing)
-            "weights": os.path.abspath(ckpt._strip_suffix(weights)) + ".pdparams" if weights else "",
+            "weights": _weights_file(weights),
             "arch_params": dict(arch_params or {}),
         },
         "PreProcess": {"transform_ops": ops},
@@ -408,3 +294,80 @@ def _export_into(tmp, model, ops, label_names, model_name, softmax, onnx, opset,
                        width=100)
     log(f"preprocessing: {describe(ops)}")
     return info
+
+
+# ----------------------------------------------------------------------------- entry points
+def resolve_labels(labels, class_num, source):
+    """Label names: None -> class ids, a path -> the `id name` file, a list -> the names."""
+    if labels is None:
+        return [str(i) for i in range(class_num)]
+    if isinstance(labels, (str, os.PathLike)):
+        return label_names_from_file(os.fspath(labels), class_num, source)
+    names = [str(n) for n in labels]
+    if len(names) != class_num:
+        raise InferenceError(f"{source}: {len(names)} label names for a model of {class_num} "
+                             f"classes")
+    return names
+
+
+def export_recipe(cfg, save_dir=None, softmax=True, onnx=False, opset=13, log=print):
+    """Export the model a loaded recipe describes: ``ARCHITECTURE`` with ``pretrained_model``
+    (its class count must equal ``classes_num``), the eval preprocessing ``VALID.transforms``
+    and the names of ``VALID.label_list``; into ``save_dir`` (default ``save_inference_dir``).
+    ``softmax`` is and-ed with the recipe's ``export_softmax``. Returns the inference.yml dict."""
+    src = cfg["_source"]
+    arch, params = cfg["ARCHITECTURE"]["name"], cfg["ARCHITECTURE"]["params"]
+    if not cfg["pretrained_model"]:
+        raise InferenceError(f"{src}: export needs weights: -o pretrained_model=output/"
+                             f"{arch}/best_model/ppcls")
+    if cfg["VALID"] is None:
+        raise InferenceError(f"{src}: VALID.transforms is needed (the eval preprocessing is "
+                             f"exported with the model); or use the -m form")
+    ops = export_ops(cfg["VALID"]["transforms"], src)
+    model, n = load_model_for_export(arch, cfg["pretrained_model"], cfg["classes_num"], params,
+                                     class_source="classes_num")
+    labels = resolve_labels(cfg["VALID"]["label_list"] or None, n, f"{src}: VALID.label_list")
+    return _export_logged(model, save_dir or cfg["save_inference_dir"], ops, labels, arch,
+                          cfg["export_softmax"] and softmax, onnx, opset, cfg["pretrained_model"],
+                          log, params)
+
+
+def export_layer(model, save_dir, ops=None, labels=None, class_dim=None, softmax=True, onnx=False,
+                 opset=13, log=print, label_source="labels"):
+    """Export a dygraph model with its current parameters (no source checkpoint is recorded,
+    so ``tools/infer.py --backend dygraph`` is not available for it); its class count is the
+    width of its output. Arguments as ``export_weights``. Returns the inference.yml dict."""
+    ops = default_ops() if ops is None else ops
+    was_training = model.training
+    model.eval()
+    try:
+        h, w = output_hw(ops) or (224, 224)
+        with paddle.no_grad():
+            n = int(model(paddle.zeros([1, 3, h, w])).shape[-1])
+        if class_dim is not None and class_dim != n:
+            raise InferenceError(f"the model has {n} outputs but class_dim is {class_dim}")
+        return _export_logged(model, save_dir, ops, resolve_labels(labels, n, label_source),
+                              type(model).__name__, softmax, onnx, opset, "", log)
+    finally:
+        if was_training:
+            model.train()
+
+
+def export_weights(arch, weights, save_dir, class_dim=None, labels=None, ops=None, softmax=True,
+                   onnx=False, opset=13, log=print, label_source="--label_list"):
+    """Export the registered model ``arch`` with ``weights`` (class count from the file;
+    ``class_dim`` must agree when given), ``ops`` as preprocessing (default: ``default_ops()``,
+    resize_short 256, center crop 224, ImageNet mean/std) and ``labels`` (None: class ids; a
+    label-list file; or a list of names). Returns the inference.yml dict."""
+    ops = default_ops() if ops is None else ops
+    model, n = load_model_for_export(arch, weights, class_dim)
+    return _export_logged(model, save_dir, ops, resolve_labels(labels, n, label_source), arch, softmax,
+                          onnx, opset, weights, log)
+
+
+def _export_logged(model, save_dir, ops, labels, arch, softmax, onnx, opset, weights, log,
+                   arch_params=None):
+    log(f"exporting {arch} ({len(labels)} classes, {'softmax' if softmax else 'logits'})"
+        + (f" from {weights}" if weights else "") + f" to {save_dir}")
+    return export(model, save_dir, ops, labels, arch, softmax=softmax, onnx=onnx, opset=opset,
+                  weights=weights, log=log, arch_params=arch_params)

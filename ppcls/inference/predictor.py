@@ -13,7 +13,8 @@ import yaml
 
 from ..data.dataset import IMAGE_EXTENSIONS
 from ..data.transforms import BadImageError, apply_transforms
-from .export import ONNX_FILE, PADDLE2ONNX_HINT, YML, model_files, paddle_config
+from .export import ONNX_FILE, YML, model_files, paddle_config
+from .onnx_export import PADDLE2ONNX_HINT
 from .preprocess import InferenceError, build_ops, channel_order
 
 BACKENDS = ("paddle", "onnxruntime", "dygraph")

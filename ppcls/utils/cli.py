@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from .errors import UserError
+from .errors import PADDLE_MISSING, UserError
 
 
 def user_errors():
@@ -30,5 +30,8 @@ def run_cli(main):
     except Exception as e:  # noqa: BLE001 - filtered just below
         if isinstance(e, user_errors()):
             print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        if isinstance(e, ModuleNotFoundError) and e.name == "paddle":
+            print(f"error: {PADDLE_MISSING}", file=sys.stderr)
             sys.exit(2)
         raise

@@ -11,12 +11,12 @@ from .cases import BenchmarkError
 def recipe_for(arch):
     """The recipe of ``arch`` (configs/*/ARCH.yaml) as a loaded config, or None."""
     from ...engine.recipe import load_config
-    from ...utils.paths import REPO_ROOT
+    from ...utils.paths import CONFIG_ROOT
     from ..model_zoo import find_config
     path = find_config(arch)
     if path is None:
         return None
-    return load_config(os.path.join(REPO_ROOT, path), [])
+    return load_config(os.path.join(CONFIG_ROOT, path), [])
 
 
 def check_arch(arch):
@@ -100,7 +100,8 @@ class ExportedRunner:
 
     def __init__(self, model, x, threads, backend, export_dir):
         import paddle
-        from ...inference.export import MODEL_PREFIX, convert_onnx, model_files
+        from ...inference.export import MODEL_PREFIX, model_files
+        from ...inference.onnx_export import convert_onnx
         self.x = x
         prog, params = model_files(export_dir)
         if prog is None:
