@@ -367,11 +367,11 @@ def save_like_paddleclas(weights, path):
 
 
 def run_tool(monkeypatch, capsys, *args):
-    from tools import convert_weights
+    from ppcls.cli import convert_weights
     monkeypatch.setattr(sys, "argv", ["convert_weights.py", *args])
     code = 0
     try:
-        convert_weights.run_cli(convert_weights.main)
+        convert_weights.cli_main()
     except SystemExit as e:
         code = e.code
     out = capsys.readouterr()
