@@ -8,6 +8,9 @@ Short form (preprocessing: resize_short 256, center crop 224, bilinear, ImageNet
   python tools/export_model.py -m DLA60 -p output/DLA60/best_model/ppcls -o inference/DLA60 \\
       [--class_dim 1000] [--resize_short 256 --crop 224 --interpolation bicubic]
 
+A <Teacher>_distill_<Student> recipe (or -m name) exports the student, from the combined
+checkpoint (.../best_model/ppcls) or the student's own weights (.../best_model/ppcls_student).
+
 Writes DIR/inference.json (or .pdmodel with older Paddle) + inference.pdiparams, DIR/inference.yml
 (preprocessing, labels, input shape) and, with --onnx, DIR/inference.onnx. The class count is the
 checkpoint's; softmax is appended unless --no_softmax (-o export_softmax=False).
@@ -119,9 +122,18 @@ def from_config(args):
                              f"exported with the model); or use the -m form")
     ops = export_ops(cfg["VALID"]["transforms"], src)
     _setup()
-    arch = cfg["ARCHITECTURE"]["name"]
-    model, n = load_model_for_export(arch, cfg["pretrained_model"], cfg["classes_num"],
-                                     cfg["ARCHITECTURE"]["params"], class_source="classes_num")
+    from ppcls.engine.distill import pair_names, scored_weights_hint
+    arch = pair_names(cfg)[1]           # a distillation recipe exports its student
+    if not isinstance(cfg["pretrained_model"], str):
+        raise InferenceError(scored_weights_hint(cfg, f"{src}: pretrained_model is a list"))
+    from ppcls.utils.checkpoint import CheckpointError
+    try:
+        model, n = load_model_for_export(arch, cfg["pretrained_model"], cfg["classes_num"],
+                                         cfg["ARCHITECTURE"]["params"], class_source="classes_num")
+    except CheckpointError as e:
+        if not cfg["use_distillation"]:
+            raise
+        raise InferenceError(scored_weights_hint(cfg, str(e))) from None
     label_list = cfg["VALID"]["label_list"]
     labels = (label_names_from_file(label_list, n, f"{src}: VALID.label_list") if label_list
               else [str(i) for i in range(n)])
@@ -148,6 +160,12 @@ def from_args(args):
         raise InferenceError(f"--class_dim must be >= 1, got {args.class_dim}")
     ops = default_ops(args.resize_short, args.crop, args.interpolation, args.mean, args.std)
     _setup()
+    from ppcls.modeling.distillation import DistillNameError, is_distill_name, split_distill_name
+    if is_distill_name(args.model):     # -m Teacher_distill_Student: export the student
+        try:
+            args.model = split_distill_name(args.model)[1]
+        except DistillNameError as e:
+            raise InferenceError(str(e)) from None
     model, n = load_model_for_export(args.model, args.pretrained_model, args.class_dim)
     labels = (label_names_from_file(args.label_list, n, "--label_list") if args.label_list
               else [str(i) for i in range(n)])
