@@ -18,7 +18,7 @@ from ppcls.engine.train import train
 from ppcls.modeling import build_model
 from ppcls.modeling.distill_loss import DistillationLoss, kl_loss, ssld_loss
 from ppcls.modeling.distillation import (DistillNameError, DistillationModel, split_distill_name,
-                                         student_state)
+                                         student_state, trained_part)
 from ppcls.utils import checkpoint as ckpt
 from ppcls.utils.cli import run_cli
 from ppcls.utils.config import ConfigError
@@ -169,6 +169,29 @@ def test_teacher_is_frozen_in_eval_mode_and_keys_are_teacher_and_student():
     state = {k: v.numpy() for k, v in model.state_dict().items()}
     assert student_state(state).keys() == model.student.state_dict().keys()
     assert student_state(student_state(state)).keys() == model.student.state_dict().keys()
+    # what multi-process training averages over the ranks (BN statistics): the student's only
+    assert trained_part(model) is model.student and trained_part(fresh) is fresh
+
+
+def test_lrp_and_freeze_bn_act_on_the_student():
+    from ppcls.engine.finetune import setup_finetune
+    model = DistillationModel(build_model("ResNet18", class_dim=10), build_model("DLA46_c", class_dim=10))
+    cfg = load_config(DISTILL_CFG, ["pretrained_model=[t, s]", "lrp=0.1", "freeze_bn=True"])
+    head = setup_finetune(model, cfg)
+    assert head == ["student.fc.weight", "student.fc.bias"]
+    from ppcls.engine.finetune import bn_layers
+    assert all(not m.training and all(p.stop_gradient for p in m.parameters())
+               for m in bn_layers(model.student))
+    scaled = 0
+    for name, p in model.named_parameters():
+        if name.startswith("teacher."):
+            assert p.stop_gradient, name
+        elif name in head:
+            assert (p.optimize_attr or {}).get("learning_rate", 1.0) == 1.0, name
+        elif not p.stop_gradient:                       # the student's convolutions
+            assert p.optimize_attr["learning_rate"] == pytest.approx(0.1), name
+            scaled += 1
+    assert scaled > 10
 
 
 # ---------------------------------------------------------------------------- losses

@@ -167,6 +167,6 @@ def load_scored_weights(model, cfg):
 
 def scored_weights_hint(cfg, problem):
     arch = cfg["ARCHITECTURE"]["name"]
-    return (f"{problem}\nwith a distillation recipe, evaluation and export score the student: "
-            f"-o pretrained_model=<model_save_dir>/{arch}/best_model/ppcls (the combined "
-            f"checkpoint) or .../best_model/ppcls_student")
+    return (f"with a distillation recipe, evaluation and export score the student "
+            f"({pair_names(cfg)[1]}): give -o pretrained_model=<model_save_dir>/{arch}/best_model/"
+            f"ppcls (the combined checkpoint) or .../best_model/ppcls_student; {problem}")

@@ -8,6 +8,7 @@ import paddle
 
 from ..data import BatchMixer, build_dataloader, class_names
 from ..data.dataset import bad_image_limit
+from ..modeling.distillation import trained_part
 from ..optimizer import build_lr_scheduler, build_optimizer
 from ..utils import checkpoint as ckpt
 from ..utils.logger import get_logger, setup_logger
@@ -215,9 +216,11 @@ def train(cfg):
                     + (f" bad images skipped so far: {counters['bad_images']}" if counters["bad_images"] else ""))
         vdl_add(vdl, "train", stats, epoch)
         if env.world_size > 1:
-            average_buffers(model, env.world_size)
+            # a frozen teacher is the same on every rank: an all-reduce sum divided by 3 ranks
+            # is not always the value again
+            average_buffers(trained_part(model), env.world_size)
             if ema is not None:
-                average_buffers(ema.model, env.world_size)
+                average_buffers(trained_part(ema.model), env.world_size)
         if valid_loader is not None and ((epoch + 1) % cfg["valid_interval"] == 0
                                          or epoch == cfg["epochs"] - 1):
             metrics, ema_metrics = validate(model, ema, amp, valid_loader, valid_names, cfg, env,

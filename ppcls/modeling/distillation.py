@@ -123,6 +123,12 @@ def is_distillation_model(model):
     return isinstance(unwrap(model), DistillationModel)
 
 
+def trained_part(model):
+    """The part of ``model`` that training changes: a pair's student, else the model."""
+    inner = unwrap(model)
+    return inner.student if isinstance(inner, DistillationModel) else model
+
+
 def has_part(state, part):
     prefix = part + "."
     return any(k.startswith(prefix) for k in state)
