@@ -117,6 +117,17 @@ def test_the_demo_recipe_and_its_pretrained_forms_load():
     assert distill.split_pretrained(cfg) == ("t", "s") and distill.finetune_weights(cfg) == "s"
     assert distill.split_pretrained(load_config(DISTILL_CFG, ["pretrained_model=[t]"])) == ("t", "")
     assert distill.split_pretrained(load_config(DISTILL_CFG, ["pretrained_model=['', s]"])) == ("", "s")
+    # release/2.0 ignores ls_epsilon in a distillation recipe; here the run says it has no effect
+    import io
+    import logging
+    from ppcls.engine.recipe import criterion_from_config
+    log, text = logging.getLogger("test_distillation"), io.StringIO()
+    log.addHandler(logging.StreamHandler(text))
+    log.setLevel(logging.INFO)
+    criterion_from_config(load_config(DISTILL_CFG, ["ls_epsilon=0.1"]), log)
+    out = text.getvalue()
+    assert "distillation loss: SSLD (release/2.0" in out and "labels unused" in out
+    assert "ls_epsilon=0.1 has no effect: the distillation loss uses no labels" in out
     # teacher_params reach the teacher only, params the student only
     cfg = load_config(DISTILL_CFG, ["ARCHITECTURE.teacher_params.nope=1"])
     with pytest.raises(UserError, match=r"ARCHITECTURE.teacher_params does not fit DLA34"):
@@ -390,14 +401,17 @@ def test_resume_auto_from_an_epoch_checkpoint_equals_an_uninterrupted_run(tiny_c
     assert state["epoch"] == 1 and state["arch"] == PAIR
 
 
-def test_mixup_with_hinton_kl_and_a_label_part_trains(tiny_cfg, teacher_file):
+def test_mixup_with_hinton_kl_a_label_part_and_accumulation_trains(tiny_cfg, teacher_file, capsys):
     cfg = distill_cfg(tiny_cfg, teacher_file, [
         "epochs=1", "validate=False", "use_mix=True", "TRAIN.mix=[{MixupOperator: {alpha: 0.2}}]",
         "ls_epsilon=0.1", "distillation_loss.function=KL", "distillation_loss.temperature=2",
-        "distillation_loss.label_weight=0.5"])
+        "distillation_loss.label_weight=0.5", "accum_steps=2"])
     train(cfg)
-    state = weights(os.path.join(cfg.model_save_dir, PAIR, "0", "ppcls"))
-    assert all(np.isfinite(v).all() for v in state.values())
+    state = ckpt.load_checkpoint(os.path.join(cfg.model_save_dir, PAIR, "0", "ppcls"))
+    assert state[2]["global_step"] == 2                 # 4 micro-batches of 16, 2 optimizer steps
+    assert all(np.isfinite(v).all() for v in state[0].values())
+    _assert_teacher_is(state[0], weights(teacher_file))
+    assert "distillation loss: KL at temperature 2 x 0.5 + cross-entropy x 0.5" in capsys.readouterr().out
 
 
 RELEASE_2_0_RECIPE = """\

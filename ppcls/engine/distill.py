@@ -137,11 +137,18 @@ def missing_teacher(cfg, teacher_name):
             f"output/{teacher_name}/best_model/ppcls), or give [teacher, student] weights")
 
 
-def warn_unused_epsilon(cfg, logger=None):
-    """release/2.0 accepts ls_epsilon in a distillation recipe and ignores it; say so."""
+def describe_loss(cfg, logger=None):
+    """Log the distillation loss; release/2.0 accepts ls_epsilon in a distillation recipe and
+    ignores it: say so."""
+    logger = logger or get_logger()
     loss = cfg.get("distillation_loss") or {}
-    if cfg.get("use_distillation") and cfg["ls_epsilon"] > 0 and not loss.get("label_weight"):
-        (logger or get_logger()).warning(
+    function, weight = loss.get("function", FUNCTIONS[0]), loss.get("label_weight", 0.0)
+    logger.info("distillation loss: " + (
+        "SSLD (release/2.0: half the symmetric KL between the softmaxes)" if function == "SSLD"
+        else f"KL at temperature {loss.get('temperature', 1.0):g}")
+        + (f" x {1 - weight:g} + cross-entropy x {weight:g}" if weight else ", labels unused"))
+    if cfg["ls_epsilon"] > 0 and not weight:
+        logger.warning(
             f"ls_epsilon={cfg['ls_epsilon']} has no effect: the distillation loss uses no labels "
             f"(distillation_loss.label_weight is 0); label smoothing applies to the label part only")
 

@@ -96,5 +96,5 @@ def criterion_from_config(cfg, logger=None):
     (``ls_epsilon``, Mixup/Cutmix), or for a distillation recipe ``distillation_loss``."""
     if not cfg.get("use_distillation"):
         return LabelLoss(cfg["ls_epsilon"])
-    distill.warn_unused_epsilon(cfg, logger)
+    distill.describe_loss(cfg, logger)
     return DistillationLoss(epsilon=cfg["ls_epsilon"], **(cfg.get("distillation_loss") or {}))
