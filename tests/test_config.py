@@ -68,7 +68,7 @@ def test_override_values_are_never_evaluated():
     (("RandFlipImage: {flip_code: 1}", "RandomFlip: {flip_code: 1}"), r"TRAIN.transforms.2.RandomFlip: unknown transform"),
     (("RandFlipImage: {flip_code: 1}", "RandFlipImage: {flip_code: 2}"), r"flip_code must be -1, 0 or 1"),
     (("image_shape: [3, 224, 224]", "image_shape: [224, 224]"), r"image_shape: expected 3 integers"),
-    (("use_distillation: False", "use_distillation: True"), r"use_distillation: SSLD distillation is not supported"),
+    (("use_distillation: False", "use_distillation: True"), r"use_distillation: needs ARCHITECTURE.name <Teacher>_distill_<Student>"),
     (("use_mix: False", "use_mix: True"), r"TRAIN.mix: use_mix is True but no"),
     (("gamma: 0.1", "gamma: 0.1\n    warmup_epoch: 200"), r"LEARNING_RATE.params.warmup_epoch: 200 warmup epochs but only 100 epochs"),
 ])

@@ -21,7 +21,6 @@ import paddle
 import pytest
 
 import ppcls.engine.run_state as run_state_mod
-import ppcls.engine.train as train_mod
 from conftest import write_list
 from ppcls.engine.errors import TrainingError
 from ppcls.engine.train import train
@@ -51,14 +50,15 @@ if kind == "slow_save":
     paddle.save = slow_save
 elif kind == "raise_rank1":
     import ppcls.engine.train as T
-    _ce, calls = T.cross_entropy, [0]
+    import ppcls.modeling.loss as L
+    _ce, calls = L.cross_entropy, [0]
     def faulty(*a, **k):
         if os.environ.get("PADDLE_TRAINER_ID") == "1":
             calls[0] += 1
             if calls[0] == int(arg):
                 raise T.TrainingError("injected fault on rank 1")
         return _ce(*a, **k)
-    T.cross_entropy = faulty
+    L.cross_entropy = faulty
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 '''
@@ -223,13 +223,14 @@ def test_recovery_restores_a_checkpoint_replaced_at_the_moment_of_a_kill(tmp_pat
 # ---------------------------------------------------------------------------- 2. NaN / Inf loss
 def nan_at(calls_to_poison, monkeypatch):
     """Make the loss NaN at the given (0-based) loss computations."""
-    real, count = train_mod.cross_entropy, [0]
+    import ppcls.modeling.loss as loss_mod       # the training loss (LabelLoss) calls it
+    real, count = loss_mod.cross_entropy, [0]
 
     def poisoned(*a, **k):
         loss = real(*a, **k)
         count[0] += 1
         return loss * float("nan") if count[0] - 1 in calls_to_poison else loss
-    monkeypatch.setattr(train_mod, "cross_entropy", poisoned)
+    monkeypatch.setattr(loss_mod, "cross_entropy", poisoned)
 
 
 def lr_at(cfg, steps_per_epoch, step):
@@ -460,7 +461,7 @@ def wrong_values(fields, prefix=""):
             yield from wrong_values(field.fields, path + ".")
             continue
         bad = {c.Bool: "maybe", c.Int: "abc", c.Float: "abc", c.Str: "123", c.Choice: "bogus",
-               c.IntList: "abc", c.AnyDict: "5", c.OpList: "5"}[type(field)]
+               c.IntList: "abc", c.AnyDict: "5", c.OpList: "5", c.WeightsPaths: "5"}[type(field)]
         yield f"{path}={bad}", path
         if getattr(field, "min", None) is not None:
             yield f"{path}={field.min - 1}", path

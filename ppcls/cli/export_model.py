@@ -8,6 +8,9 @@ Short form (preprocessing: resize_short 256, center crop 224, bilinear, ImageNet
   python tools/export_model.py -m DLA60 -p output/DLA60/best_model/ppcls -o inference/DLA60 \\
       [--class_dim 1000] [--resize_short 256 --crop 224 --interpolation bicubic]
 
+A <Teacher>_distill_<Student> recipe (or -m name) exports the student, from the combined
+checkpoint (.../best_model/ppcls) or the student's own weights (.../best_model/ppcls_student).
+
 Writes DIR/inference.json (or .pdmodel with older Paddle) + inference.pdiparams, DIR/inference.yml
 (preprocessing, labels, input shape) and, with --onnx, DIR/inference.onnx. The class count is the
 checkpoint's; softmax is appended unless --no_softmax (-o export_softmax=False).

@@ -27,7 +27,8 @@ class ModelEMA:
         dst = _live_state(ema_model)
         if src.keys() != dst.keys():
             raise ValueError("the EMA copy and the model have different state keys")
-        self._pairs = [(dst[k], src[k]) for k in src]
+        # a tensor the copy shares with the model (a distillation teacher) needs no average
+        self._pairs = [(dst[k], src[k]) for k in src if dst[k] is not src[k]]
         self.copy_from_model()
 
     def copy_from_model(self):

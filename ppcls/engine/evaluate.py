@@ -12,12 +12,12 @@ import paddle.distributed as dist
 
 from ..data import build_dataloader, class_names
 from ..modeling.loss import cross_entropy
-from ..utils import checkpoint as ckpt
 from ..utils.logger import get_logger, setup_logger
 from ..utils.metrics import format_per_class, per_class_top1, topk_correct
+from .distill import load_scored_weights
 from .env import init_env
 from .errors import TrainingError
-from .recipe import model_from_config
+from .recipe import scored_model_from_config
 from .records import vdl_add
 from .static_eval import eval_forward
 
@@ -161,13 +161,14 @@ def validate(model, ema, amp, loader, names, cfg, env, epoch, lr, vdl):
 
 
 def run_eval(cfg):
-    """Evaluate ``pretrained_model`` on VALID; prints the seed's END line."""
+    """Evaluate ``pretrained_model`` on VALID (a distillation recipe's student); prints the
+    seed's END line."""
     env = init_env(cfg["use_gpu"], cfg["cpu_threads"], cfg["seed"])
     logger = setup_logger(env.rank)
     if not cfg["pretrained_model"]:
         raise TrainingError("evaluation needs weights: -o pretrained_model=output/<ARCH>/best_model/ppcls")
-    model = model_from_config(cfg)
-    ckpt.load_pretrained(model, cfg["pretrained_model"])
+    model = scored_model_from_config(cfg)[0]
+    load_scored_weights(model, cfg)
     loader, dataset, _ = build_dataloader(cfg["VALID"], "VALID", cfg["classes_num"], train=False,
                                           rank=env.rank, world_size=env.world_size)
     model.eval()

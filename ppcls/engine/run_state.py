@@ -2,6 +2,7 @@
 import errno
 import os
 
+from ..modeling.distillation import is_distillation_model, student_state
 from ..utils import checkpoint as ckpt
 from .errors import TrainingError
 
@@ -113,8 +114,11 @@ def save(model, optimizer, lr_sched, epoch, best, directory, cfg, model_state=No
              "best_epoch": best["epoch"], "best_source": best.get("source", "raw"),
              "arch": cfg["ARCHITECTURE"]["name"], "classes_num": cfg["classes_num"],
              "lr": lr_sched.last_lr, **(extra_state or {})}
+    model_state = model_state if model_state is not None else model.state_dict()
+    if is_distillation_model(model):    # the student alone too: loads into its plain recipe
+        extra_params = dict(extra_params or {}, student=student_state(model_state))
     try:
-        ckpt.save_checkpoint(directory, model_state if model_state is not None else model.state_dict(),
+        ckpt.save_checkpoint(directory, model_state,
                              ckpt.optimizer_state_for_saving(optimizer, model)
                              if optimizer is not None else None, state, extra_params)
     except OSError as e:

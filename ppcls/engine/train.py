@@ -8,18 +8,18 @@ import paddle
 
 from ..data import BatchMixer, build_dataloader, class_names
 from ..data.dataset import bad_image_limit
-from ..modeling.loss import cross_entropy, mix_cross_entropy
+from ..modeling.distillation import trained_part
 from ..optimizer import build_lr_scheduler, build_optimizer
 from ..utils import checkpoint as ckpt
 from ..utils.logger import get_logger, setup_logger
 from ..utils.metrics import topk_correct
-from . import finetune, run_state
+from . import distill, finetune, run_state
 from .amp import Amp
 from .ema import ModelEMA
 from .env import init_env
 from .errors import TrainingError
 from .evaluate import validate
-from .recipe import model_from_config
+from .recipe import criterion_from_config, model_from_config
 from .recipe_notes import log_recipe_notes
 from .records import vdl_add, vdl_writer
 from .step import TrainStep
@@ -57,14 +57,15 @@ def _all_finite(finite):
 
 
 def train_one_epoch(model, loader, optimizer, lr_sched, epoch, cfg, mixer=None, counters=None,
-                    stepper=None):
+                    stepper=None, criterion=None):
     """One pass over ``loader``; returns the epoch's mean loss/top-1 and timing. ``stepper``
     (ppcls.engine.step.TrainStep) does backward/optimizer/schedule steps: gradient
-    accumulation, AMP, EMA; the default is a plain step per batch."""
+    accumulation, AMP, EMA; the default is a plain step per batch. ``criterion``
+    (recipe.criterion_from_config) turns the model's output into (loss, logits scored)."""
     stepper = stepper or TrainStep(optimizer, lr_sched)
+    criterion = criterion or criterion_from_config(cfg)
     logger = get_logger()
     counters = counters if counters is not None else {"bad_images": 0, "nan_skips": 0}
-    eps = max(0.0, cfg["ls_epsilon"])
     interval = cfg["print_interval"]
     losses, top1s, batch_costs, reader_costs, seen = [], [], [], [], 0
     model.train()
@@ -79,15 +80,11 @@ def train_one_epoch(model, loader, optimizer, lr_sched, epoch, cfg, mixer=None, 
         _note_bad_images(index, skipped, counters)
         lr = optimizer.get_lr()
         with stepper.forward_context(model):
+            mix = None
             if mixer is not None:
                 images, labels_a, labels_b, lam = mixer(images, labels)
-            logits = model(images)
-            if logits.dtype != paddle.float32:           # AMP: the loss in float32
-                logits = logits.astype("float32")
-            if mixer is not None:
-                loss = mix_cross_entropy(logits, labels_a, labels_b, lam, eps)
-            else:
-                loss = cross_entropy(logits, labels, eps)
+                mix = (labels_a, labels_b, lam)
+            loss, logits = criterion(model(images), labels, mix)
         loss_value = float(loss)
         if not _all_finite(math.isfinite(loss_value)):
             counters["nan_skips"] += 1
@@ -156,9 +153,7 @@ def train(cfg):
                                                       world_size=env.world_size)
         valid_names = class_names(cfg["VALID"], valid_set)
     model = model_from_config(cfg)
-    if cfg["pretrained_model"]:
-        finetune.load_pretrained_for_finetune(model, cfg["pretrained_model"], cfg["classes_num"],
-                                              logger)
+    distill.load_start_weights(model, cfg, run_state.resume_path(cfg, arch_dir), logger)
     if cfg["lrp"] != 1.0 or cfg["freeze_bn"]:
         finetune.setup_finetune(model, cfg, logger)
     steps_per_epoch = len(train_sampler) // accum
@@ -172,7 +167,8 @@ def train(cfg):
     optimizer = build_optimizer(cfg["OPTIMIZER"], lr_sched, model.parameters())
     amp = Amp.from_config(cfg, on_gpu="gpu" in str(env.device).lower(), logger=logger)
     model, optimizer = amp.decorate(model, optimizer)
-    ema = ModelEMA(model, model_from_config(cfg), cfg["ema_decay"]) if cfg["ema_decay"] > 0 else None
+    ema = (ModelEMA(model, model_from_config(cfg, share_frozen_with=model), cfg["ema_decay"])
+           if cfg["ema_decay"] > 0 else None)
 
     start_epoch, best, resume = run_state.restore(cfg, arch_dir, model, optimizer, lr_sched, amp,
                                                   ema, env, logger)
@@ -208,22 +204,25 @@ def train(cfg):
                 "last_checkpoint": resume}
     last = {}
     stepper = TrainStep(optimizer, lr_sched, accum, amp, ema)
+    criterion = criterion_from_config(cfg, logger)
     for epoch in range(start_epoch, cfg["epochs"]):
         train_sampler.set_epoch(epoch)
         train_set.set_epoch(epoch)
         if cfg["seed"] is not None:
             paddle.seed(seed + 1000 * epoch + env.rank)   # dropout etc.: reproducible on resume
         stats = train_one_epoch(train_model, train_loader, optimizer, lr_sched, epoch, cfg,
-                                mixer, counters, stepper)
+                                mixer, counters, stepper, criterion)
         logger.info(f"END epoch:{epoch:<4d}train loss: {stats['loss']:.5f}, top1: {stats['top1']:.5f}, "
                     f"lr: {stats['lr']:.6f}, batch_cost: {stats['batch_cost']:.5f} s, reader_cost: "
                     f"{stats['reader_cost']:.5f} s, ips: {stats['ips']:.5f} images/sec."
                     + (f" bad images skipped so far: {counters['bad_images']}" if counters["bad_images"] else ""))
         vdl_add(vdl, "train", stats, epoch)
         if env.world_size > 1:
-            average_buffers(model, env.world_size)
+            # a frozen teacher is the same on every rank: an all-reduce sum divided by 3 ranks
+            # is not always the value again
+            average_buffers(trained_part(model), env.world_size)
             if ema is not None:
-                average_buffers(ema.model, env.world_size)
+                average_buffers(trained_part(ema.model), env.world_size)
         if valid_loader is not None and ((epoch + 1) % cfg["valid_interval"] == 0
                                          or epoch == cfg["epochs"] - 1):
             metrics, ema_metrics = validate(model, ema, amp, valid_loader, valid_names, cfg, env,

@@ -24,6 +24,7 @@ import numpy as np
 import paddle
 import yaml
 
+from ..modeling.distillation import is_distill_name, split_distill_name
 from ..utils import checkpoint as ckpt
 from .onnx_export import convert_onnx, onnx_available, onnxruntime_predict_once
 from .preprocess import (InferenceError, channel_order, default_ops, describe, export_ops, output_hw)
@@ -316,16 +317,28 @@ def export_recipe(cfg, save_dir=None, softmax=True, onnx=False, opset=13, log=pr
     and the names of ``VALID.label_list``; into ``save_dir`` (default ``save_inference_dir``).
     ``softmax`` is and-ed with the recipe's ``export_softmax``. Returns the inference.yml dict."""
     src = cfg["_source"]
-    arch, params = cfg["ARCHITECTURE"]["name"], cfg["ARCHITECTURE"]["params"]
+    name, params = cfg["ARCHITECTURE"]["name"], cfg["ARCHITECTURE"]["params"]
+    arch = split_distill_name(name)[1] if cfg.get("use_distillation") else name
     if not cfg["pretrained_model"]:
         raise InferenceError(f"{src}: export needs weights: -o pretrained_model=output/"
-                             f"{arch}/best_model/ppcls")
+                             f"{name}/best_model/ppcls")
     if cfg["VALID"] is None:
         raise InferenceError(f"{src}: VALID.transforms is needed (the eval preprocessing is "
                              f"exported with the model); or use the -m form")
     ops = export_ops(cfg["VALID"]["transforms"], src)
-    model, n = load_model_for_export(arch, cfg["pretrained_model"], cfg["classes_num"], params,
-                                     class_source="classes_num")
+    # a distillation recipe exports its student, from the combined checkpoint or ppcls_student
+    hint = (f"with a distillation recipe, export takes the student ({arch}): give -o "
+            f"pretrained_model=<model_save_dir>/{name}/best_model/ppcls (the combined "
+            f"checkpoint) or .../best_model/ppcls_student; ")
+    if not isinstance(cfg["pretrained_model"], str):
+        raise InferenceError(hint + f"{src}: pretrained_model is a list")
+    try:
+        model, n = load_model_for_export(arch, cfg["pretrained_model"], cfg["classes_num"],
+                                         params, class_source="classes_num")
+    except ckpt.CheckpointError as e:
+        if not cfg.get("use_distillation"):
+            raise
+        raise InferenceError(hint + str(e)) from None
     labels = resolve_labels(cfg["VALID"]["label_list"] or None, n, f"{src}: VALID.label_list")
     return _export_logged(model, save_dir or cfg["save_inference_dir"], ops, labels, arch,
                           cfg["export_softmax"] and softmax, onnx, opset, cfg["pretrained_model"],
@@ -360,6 +373,8 @@ def export_weights(arch, weights, save_dir, class_dim=None, labels=None, ops=Non
     resize_short 256, center crop 224, ImageNet mean/std) and ``labels`` (None: class ids; a
     label-list file; or a list of names). Returns the inference.yml dict."""
     ops = default_ops() if ops is None else ops
+    if is_distill_name(arch):           # Teacher_distill_Student: export the student
+        arch = split_distill_name(arch)[1]
     model, n = load_model_for_export(arch, weights, class_dim)
     return _export_logged(model, save_dir, ops, resolve_labels(labels, n, label_source), arch, softmax,
                           onnx, opset, weights, log)

@@ -8,6 +8,7 @@ import numpy as np
 import paddle
 
 from ..modeling import build_model, get_model_factory
+from ..modeling.distillation import student_state
 from ..utils import checkpoint as ckpt
 from .preprocess import InferenceError
 
@@ -72,8 +73,9 @@ def load_model_for_export(arch, weights, class_dim=None, params=None, class_sour
     """Build ``arch`` with the checkpoint's class count and load ``weights`` strictly.
 
     ``class_dim`` (from the recipe or the command line) must agree with the checkpoint; when it
-    is None the checkpoint decides. Returns (model in eval mode, class count)."""
-    state = ckpt.load_params_file(weights)
+    is None the checkpoint decides. Returns (model in eval mode, class count). A distillation
+    checkpoint (``teacher.*``, ``student.*``) gives its student: ``arch`` is the student's."""
+    state = student_state(ckpt.load_params_file(weights))
     file = weights if weights.endswith(".safetensors") else ckpt._strip_suffix(weights) + ".pdparams"
     heads = head_axes(arch, params)
     found = checkpoint_classes(state, heads)

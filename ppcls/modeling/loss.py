@@ -17,3 +17,21 @@ def cross_entropy(logits, labels, epsilon=0.0, reduction="mean"):
 def mix_cross_entropy(logits, labels_a, labels_b, lam, epsilon=0.0):
     return lam * cross_entropy(logits, labels_a, epsilon) + \
         (1.0 - lam) * cross_entropy(logits, labels_b, epsilon)
+
+
+class LabelLoss:
+    """The training loss of a plain recipe: ``(loss, logits) = criterion(model output, labels,
+    mix)``, ``mix`` = (labels_a, labels_b, lam) after Mixup/Cutmix, else None. Logits are
+    cast to float32 first (under AMP the loss is computed in float32)."""
+
+    def __init__(self, epsilon=0.0):
+        self.epsilon = max(0.0, float(epsilon))
+
+    def label_loss(self, logits, labels, mix=None):
+        if mix is not None:
+            return mix_cross_entropy(logits, *mix, self.epsilon)
+        return cross_entropy(logits, labels, self.epsilon)
+
+    def __call__(self, logits, labels, mix=None):
+        logits = logits.astype("float32") if logits.dtype != paddle.float32 else logits
+        return self.label_loss(logits, labels, mix), logits

@@ -79,6 +79,22 @@ class Str(Field):
         return value
 
 
+class WeightsPaths(Field):
+    """A weights path (string), or for a distillation recipe a list ``[teacher, student]``
+    whose entries may be empty (release/2.0's form); the engine says where a list is allowed."""
+
+    def check(self, value, where):
+        if value is None:
+            return ""
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (list, tuple)) and 1 <= len(value) <= 2 and all(
+                v is None or isinstance(v, str) for v in value):
+            return [v or "" for v in value]
+        raise where.error(f"expected a weights path (string), or [teacher, student] paths for "
+                          f"distillation, got {value!r}")
+
+
 class Choice(Field):
     def __init__(self, choices, default=None, **kw):
         super().__init__(default, **kw)
@@ -167,8 +183,9 @@ def _data_section(required):
 
 SCHEMA = {
     "mode": Choice(["train", "valid"], "train"),
-    "ARCHITECTURE": Section({"name": Str(required=True), "params": AnyDict({})}, required=True),
-    "pretrained_model": Str(""),
+    "ARCHITECTURE": Section({"name": Str(required=True), "params": AnyDict({}),
+                             "teacher_params": AnyDict({})}, required=True),
+    "pretrained_model": WeightsPaths(""),
     "load_static_weights": Bool(False),
     "checkpoints": Str(""),
     "resume": Choice(["", "auto"], "", help="auto: continue from the newest complete checkpoint"),
@@ -205,6 +222,13 @@ SCHEMA = {
     "amp_level": Choice(["O1", "O2"], "O1"),
     "ema_decay": Float(0.0, min=0.0, max=1.0, help="EMA of the weights; 0 = off"),
     "accum_steps": Int(1, min=1, help="micro-batches per optimizer step"),
+    # distillation: use_distillation True, ARCHITECTURE.name <Teacher>_distill_<Student>
+    # (ppcls.engine.distill checks these against each other)
+    "distillation_loss": Section({
+        "function": Choice(["SSLD", "KL"], "SSLD", help="SSLD: release/2.0's loss; KL: Hinton"),
+        "temperature": Float(1.0, help="KL only: softmax temperature T (> 0), loss x T^2"),
+        "label_weight": Float(0.0, min=0.0, max=1.0, help="(1 - w) * distill + w * label loss"),
+    }),
     "LEARNING_RATE": Section({"function": Str(required=True), "params": AnyDict({})},
                              required=True),
     "OPTIMIZER": Section({"function": Str(required=True), "params": AnyDict({}),
