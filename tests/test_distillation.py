@@ -365,7 +365,7 @@ def test_a_run_saves_the_student_and_eval_and_export_score_it(tiny_cfg, teacher_
         run_eval(distill_cfg(tiny_cfg, teacher_file))
     # export_model.py -c <distillation recipe> exports the student
     from ppcls.inference.export import paddle_predict_once
-    from tools.export_model import from_config, parser
+    from ppcls.cli.export_model import from_config, parser
     out = tmp_path / "inference"
     args = parser().parse_args([
         "-c", STUDENT_CFG, "-o", f"ARCHITECTURE.name={PAIR}", "-o", "use_distillation=True",
