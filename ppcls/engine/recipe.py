@@ -6,6 +6,7 @@ from ..data.transforms import check_ops
 from ..modeling import build_model, get_model_factory
 from ..optimizer import check_lr_config, check_optimizer_config
 from ..utils.config import ConfigError, Where, read_config, to_attr_dict  # noqa: F401
+from . import lr_scale
 from .errors import TrainingError
 
 
@@ -15,6 +16,7 @@ def load_config(path, overrides=None, check=True):
     cfg, source = read_config(path, overrides)
     if check:
         check_semantics(cfg, source)
+        lr_scale.inspect(cfg, path, overrides, source)
     return to_attr_dict(cfg, source)
 
 

@@ -205,6 +205,10 @@ SCHEMA = {
     "amp_level": Choice(["O1", "O2"], "O1"),
     "ema_decay": Float(0.0, min=0.0, max=1.0, help="EMA of the weights; 0 = off"),
     "accum_steps": Int(1, min=1, help="micro-batches per optimizer step"),
+    # long runs (README "Multi-node"): disk bound, batch-size-scaled lr
+    "keep_checkpoints": Int(10, min=0, help="newest epoch checkpoints kept; 0 keeps all"),
+    "auto_scale_lr": Bool(False, help="scale the lr linearly when TRAIN.batch_size differs "
+                          "from the recipe file's"),
     "LEARNING_RATE": Section({"function": Str(required=True), "params": AnyDict({})},
                              required=True),
     "OPTIMIZER": Section({"function": Str(required=True), "params": AnyDict({}),
