@@ -285,7 +285,13 @@ def test_the_waiter_meets_late_ranks_and_names_a_dead_one(monkeypatch):
         assert r1.wait("the save") >= 0.25
     finally:
         timer.join()
-    # a second meeting: rank 0's heartbeat stops and it never comes
+    # alive (heartbeat going on) but never coming: hung, given up on after MAX_WAIT_S
+    monkeypatch.setattr(peers, "MAX_WAIT_S", 0.5)
+    with pytest.raises(TrainingError, match=r"rank\(s\) 0 did not finish epoch 2 within 0 s, "
+                                            r"though alive"):
+        r1.wait("epoch 2")
+    monkeypatch.setattr(peers, "MAX_WAIT_S", 3600.0)
+    # a third meeting: rank 0's heartbeat stops and it never comes
     beat.set()
     t0 = time.time()
     with pytest.raises(TrainingError, match=r"rank 0 stopped responding \(no heartbeat for 1 s\) "

@@ -15,7 +15,8 @@ and before gathering evaluation results.
 A poll never times out, so a rank that died must be noticed another way: every rank bumps a
 heartbeat counter on the store every 2 s from a thread (own connection again: a store client is
 not thread-safe); a waiting rank that sees no heartbeat from a missing rank for 120 s stops with
-an error naming it. If rank 0 dies, its store goes with it and the waiting ranks' polls fail.
+an error naming it. If rank 0 dies, its store goes with it and the waiting ranks' polls fail. A
+rank that is alive but never arrives (hung) is given up on after an hour.
 Without ``PADDLE_MASTER`` (another launcher) it falls back to ``paddle.distributed.barrier``.
 """
 import atexit
@@ -32,6 +33,7 @@ from .errors import TrainingError
 HEARTBEAT_S = 2.0          # how often every rank says it is alive
 DEAD_AFTER_S = 120.0       # no heartbeat for this long: the rank is gone
 REPORT_EVERY_S = 60.0      # log who is awaited this often
+MAX_WAIT_S = 3600.0        # a rank alive but not arriving for this long: hung
 CHUNK_BYTES = 64 << 20     # broadcast_bytes sends this much per collective
 
 _waiter = None
@@ -104,11 +106,27 @@ class StoreWaiter:
                     raise TrainingError(
                         f"rank {r} stopped responding (no heartbeat for {DEAD_AFTER_S:.0f} s) while "
                         f"rank {self.rank} waited for {what}; see rank {r}'s log")
+            if now - start > MAX_WAIT_S:
+                raise TrainingError(
+                    f"rank(s) {', '.join(map(str, missing))} did not finish {what} within "
+                    f"{MAX_WAIT_S:.0f} s, though alive (heartbeats go on): hung? See "
+                    f"their logs")
             if now - last_report >= REPORT_EVERY_S:
                 last_report = now
                 get_logger().info(f"waiting {now - start:.0f} s for rank(s) "
                                   f"{', '.join(map(str, missing))} to finish {what}")
-        return time.time() - start
+        waited = time.time() - start
+        # rank 0 hosts the store: if it left (e.g. ended the run) while a rank still polled,
+        # that rank would find the store gone. So every rank says it saw the meeting complete,
+        # and rank 0 waits for all (a few ms; bounded, in case one died just now).
+        seen = self._add(f"{key}/seen", 1, what)
+        if self.rank == 0:
+            deadline, delay = time.time() + 30.0, 0.002
+            while seen < self.world_size and time.time() < deadline:
+                time.sleep(delay)
+                delay = min(delay * 1.5, 0.05)
+                seen = self._add(f"{key}/seen", 0, what)
+        return waited
 
 
 def start(rank, world_size):
@@ -119,7 +137,11 @@ def start(rank, world_size):
     master = os.environ.get("PADDLE_MASTER", "")
     host, _, port = master.rpartition(":")
     if host and port.isdigit():
-        _waiter = StoreWaiter(rank, world_size, host, int(port))
+        try:
+            _waiter = StoreWaiter(rank, world_size, host, int(port))
+        except Exception as e:  # noqa: BLE001 - e.g. a launcher whose PADDLE_MASTER is no store
+            get_logger().warning(f"cannot reach the rendezvous store at {master} ({e}); ranks "
+                                 f"wait for each other in gloo barriers (30 s limit on CPU)")
     return _waiter
 
 

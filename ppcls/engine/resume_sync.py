@@ -104,6 +104,7 @@ def local_copy(plan, env, logger):
         yield prefix, ""
         return
     have = env.rank == 0 or has_identical_copy(prefix, files)
+    peers.wait_for_all("comparing checkpoint copies", env.world_size)   # hashing takes a while
     ranks = peers.all_gather_object({"rank": env.rank, "have": have, "host": peers.host_name(),
                                      "cwd": os.getcwd()})
     need = [r for r in ranks if not r["have"]]
@@ -174,6 +175,7 @@ def check_agreement(digest, env, prefix):
     """Stop every rank when the ranks resumed different states."""
     if env.world_size <= 1:
         return
+    peers.wait_for_all("loading the checkpoint", env.world_size)
     digests = peers.all_gather_object(digest)
     if len(set(digests)) > 1:
         listed = ", ".join(f"rank {r}: {d[:12]}" for r, d in enumerate(digests))

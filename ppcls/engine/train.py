@@ -204,6 +204,7 @@ def train(cfg):
         logger.info(f"hint: on CPU, {env.threads} processes of 1 thread train faster than 1 of "
                     f"{env.threads}: python -m paddle.distributed.launch --nproc_per_node "
                     f"{env.threads} tools/train.py ... (batch_size stays the global batch)")
+    peers.wait_for_all("start-up", env.world_size)     # DataParallel broadcasts the weights
     train_model = paddle.DataParallel(model) if env.world_size > 1 else model
     mixer = BatchMixer(cfg["TRAIN"]["mix"], seed + env.rank) if cfg["use_mix"] else None
     vdl = vdl_writer(cfg, env.rank)
