@@ -122,13 +122,14 @@ def start(cmd, cwd, env):
         log.close()
 
 
-def start_node(rank, folder, port, overrides):
+def start_node(rank, folder, port, overrides, script):
     """One node of a 2-node launch: its own working folder, log folder and (relative)
-    model_save_dir, as a machine without a shared disk."""
+    model_save_dir, as a machine without a shared disk. The checkpoint crosses in 8 MB
+    collectives (64 MB by default) so that it takes several, the last one partial."""
     cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nnodes", "2", "--master",
            f"127.0.0.1:{port}", "--rank", str(rank), "--nproc_per_node", "1", "--log_dir", "log",
-           TRAIN_PY, "-c", DEMO_CFG, *cli(overrides)]
-    return start(cmd, folder, tool_env())
+           script, TRAIN_PY, "-c", DEMO_CFG, *cli(overrides)]
+    return start(cmd, folder, tool_env(CHUNK="8000000"))
 
 
 def read(path):
@@ -142,6 +143,36 @@ def assert_quiet(log):
     assert not re.search(r"^[IWE]\d{4} \d\d:\d\d:\d\d", log, re.M), log[-3000:]
 
 
+# Run as each worker by paddle.distributed.launch: the tool, with SLOW seconds after each of the
+# first two files of rank 0's first checkpoint, CHUNK bytes per broadcast collective, and the
+# waiting ranks reporting every second instead of every minute.
+HARNESS = '''
+import os, runpy, sys, time
+sys.path.insert(0, {root!r})
+from ppcls.utils.quiet import quiet_paddle
+quiet_paddle()                 # what tools/train.py does first; this harness imports paddle earlier
+import paddle
+import ppcls.engine.peers as peers
+peers.REPORT_EVERY_S = 1.0
+peers.CHUNK_BYTES = int(os.environ.get("CHUNK", peers.CHUNK_BYTES))
+_save, done = paddle.save, []
+def slow_save(obj, path, *a, **k):
+    _save(obj, path, *a, **k)
+    if ".tmp-" in path and os.environ.get("PADDLE_TRAINER_ID") == "0" and len(done) < 2:
+        done.append(path)
+        time.sleep(float(os.environ.get("SLOW", "0")))
+paddle.save = slow_save
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+'''
+
+
+def harness(folder):
+    path = folder / "harness.py"
+    path.write_text(HARNESS.format(root=ROOT))
+    return str(path)
+
+
 # ---------------------------------------------------------------------------- two nodes
 def test_two_nodes_without_a_shared_disk_resume_the_same_state_after_a_kill(digits_dir, tmp_path):
     nodes = [tmp_path / "node0", tmp_path / "node1"]
@@ -152,7 +183,8 @@ def test_two_nodes_without_a_shared_disk_resume_the_same_state_after_a_kill(digi
     procs = []
     try:
         port = free_port()
-        procs = [start_node(r, nodes[r], port, ov + ["epochs=4"]) for r in (0, 1)]
+        script = harness(tmp_path)
+        procs = [start_node(r, nodes[r], port, ov + ["epochs=4"], script) for r in (0, 1)]
         wait_for(lambda: "saved checkpoint out/ResNet18/1/ppcls" in read(logs[0]), 240,
                  "rank 0 to save epoch 1", procs)
         kill_all(procs)                                      # both machines lose power
@@ -167,7 +199,7 @@ def test_two_nodes_without_a_shared_disk_resume_the_same_state_after_a_kill(digi
         for log in logs:
             os.replace(log, str(log) + ".first")
         port = free_port()
-        procs = [start_node(r, nodes[r], port, ov + [f"epochs={last + 2}", "resume=auto"])
+        procs = [start_node(r, nodes[r], port, ov + [f"epochs={last + 2}", "resume=auto"], script)
                  for r in (0, 1)]
         assert wait_exit(procs, 240) == [0, 0], read(nodes[0] / "launcher.out")[-3000:]
     finally:
@@ -192,29 +224,6 @@ def test_two_nodes_without_a_shared_disk_resume_the_same_state_after_a_kill(digi
         str(nodes[0] / "out" / "ResNet18" / "0" / "ppcls"))         # node1's disk untouched
 
 
-# ---------------------------------------------------------------------------- slow rank-0 save
-# Run as each worker by paddle.distributed.launch: rank 0's first checkpoint is slow (SLOW
-# seconds after each file), and the waiting ranks report every second instead of every minute.
-HARNESS = '''
-import os, runpy, sys, time
-sys.path.insert(0, {root!r})
-from ppcls.utils.quiet import quiet_paddle
-quiet_paddle()                 # what tools/train.py does first; this harness imports paddle earlier
-import paddle
-import ppcls.engine.peers as peers
-peers.REPORT_EVERY_S = 1.0
-_save, done = paddle.save, []
-def slow_save(obj, path, *a, **k):
-    _save(obj, path, *a, **k)
-    if ".tmp-" in path and os.environ.get("PADDLE_TRAINER_ID") == "0" and len(done) < 2:
-        done.append(path)
-        time.sleep(float(os.environ["SLOW"]))
-paddle.save = slow_save
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-'''
-
-
 def test_a_slow_rank0_save_keeps_the_others_out_of_gloo_collectives(digits_dir, tmp_path):
     """Gloo aborts a collective after 30 s and Paddle 3.3 offers no way to change that, so a
     test of the real case takes a 35 s save (PPCLS_SLOW_TESTS=1 runs it, with 2 x 17 s). By
@@ -222,13 +231,12 @@ def test_a_slow_rank0_save_keeps_the_others_out_of_gloo_collectives(digits_dir, 
     rank 1 spends the save in the store barrier (it reports waiting for rank 0) and its next
     step, whose gradient all-reduce is the first collective after the save, takes less than
     half the save: no collective held it. Without the barrier that step would take the whole
-    save, and past 30 s die with gloo's TIMEOUT (checked by hand; see README "Multi-node")."""
+    save, and past 30 s die with gloo's TIMEOUT (checked by hand: README, "Multi-node and long
+    runs")."""
     slow = 17.0 if os.environ.get("PPCLS_SLOW_TESTS") == "1" else 4.0
-    harness = tmp_path / "harness.py"
-    harness.write_text(HARNESS.format(root=ROOT))
     ov = tiny_overrides(digits_dir, tmp_path) + ["epochs=2", "validate=False", "keep_checkpoints=1"]
     cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
-           "log", str(harness), TRAIN_PY, "-c", DEMO_CFG, *cli(ov)]
+           "log", harness(tmp_path), TRAIN_PY, "-c", DEMO_CFG, *cli(ov)]
     proc = start(cmd, tmp_path, tool_env(SLOW=str(slow)))
     try:
         assert wait_exit([proc], 300) == [0], read(tmp_path / "launcher.out")[-3000:]
@@ -297,6 +305,16 @@ def test_the_waiter_meets_late_ranks_and_names_a_dead_one(monkeypatch):
     with pytest.raises(TrainingError, match=r"rank 0 stopped responding \(no heartbeat for 1 s\) "
                                             r"while rank 1 waited for epoch 3"):
         r1.wait("epoch 3")
+    assert time.time() - t0 < 5
+    # rank 1 came to the meeting, then was killed while rank 0 still saved: rank 0 arrives,
+    # waits for rank 1 to confirm it saw the meeting complete, and names it instead of dying
+    # later in a collective
+    monkeypatch.setattr(peers, "CONFIRM_DEAD_S", 1.0)
+    alone = {"ppcls/wait/1/1": 1, "ppcls/wait/1": 1}
+    t0 = time.time()
+    with pytest.raises(TrainingError, match=r"rank 1 stopped responding \(no heartbeat for 1 s\) "
+                                            r"while rank 0 waited for epoch 0 \(rank 0 saving\)"):
+        waiter(0, 2, alone).wait("epoch 0 (rank 0 saving)")
     assert time.time() - t0 < 5
     # the store itself gone (rank 0 hosts it): named as such
     r1.client = type("Gone", (), {"add": lambda self, k, v: (_ for _ in ()).throw(

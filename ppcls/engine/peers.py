@@ -15,11 +15,15 @@ and before gathering evaluation results.
 A poll never times out, so a rank that died must be noticed another way: every rank bumps a
 heartbeat counter on the store every 2 s from a thread (own connection again: a store client is
 not thread-safe); a waiting rank that sees no heartbeat from a missing rank for 120 s stops with
-an error naming it. If rank 0 dies, its store goes with it and the waiting ranks' polls fail. A
-rank that is alive but never arrives (hung) is given up on after an hour.
+an error naming it (a rank busy in a long C++ call may starve its heartbeat thread for a while).
+A rank that came to the meeting and died there, while rank 0 was still saving, is named by rank
+0 within 10 s of its arrival (it waits for every rank to confirm the meeting, which it must
+anyway: it hosts the store). If rank 0 dies, its store goes with it and the waiting ranks' polls
+fail. A rank that is alive but never arrives (hung) is given up on after an hour.
 Without ``PADDLE_MASTER`` (another launcher) it falls back to ``paddle.distributed.barrier``.
 """
 import atexit
+import hashlib
 import os
 import socket
 import threading
@@ -34,6 +38,7 @@ HEARTBEAT_S = 2.0          # how often every rank says it is alive
 DEAD_AFTER_S = 120.0       # no heartbeat for this long: the rank is gone
 REPORT_EVERY_S = 60.0      # log who is awaited this often
 MAX_WAIT_S = 3600.0        # a rank alive but not arriving for this long: hung
+CONFIRM_DEAD_S = 10.0      # a rank that met but does not confirm, heartbeat silent: dead
 CHUNK_BYTES = 64 << 20     # broadcast_bytes sends this much per collective
 
 _waiter = None
@@ -81,10 +86,10 @@ class StoreWaiter:
                 f"rank {self.rank} waited for {what} ({str(e).splitlines()[0][:120]}); "
                 f"see rank 0's log") from None
 
-    def wait(self, what):
-        """Block until every rank has called ``wait`` as often as this one; returns seconds."""
-        self.count += 1
-        key = f"ppcls/wait/{self.count}"
+    def _gather(self, key, what, dead_after, limit, hung_is_error):
+        """Count this rank in at ``key`` and poll until every rank is in. A missing rank whose
+        heartbeat stands still for ``dead_after`` s is named in an error; after ``limit`` s
+        missing ranks that are alive are an error too (``hung_is_error``) or given up on."""
         self._add(f"{key}/{self.rank}", 1, what)
         arrived = self._add(key, 1, what)
         start = last_check = last_report = time.time()
@@ -102,30 +107,37 @@ class StoreWaiter:
                 seen = self._add(f"ppcls/alive/{r}", 0, what)
                 if r not in beats or beats[r][0] != seen:
                     beats[r] = (seen, now)
-                elif now - beats[r][1] > DEAD_AFTER_S:
+                elif now - beats[r][1] > dead_after:
                     raise TrainingError(
-                        f"rank {r} stopped responding (no heartbeat for {DEAD_AFTER_S:.0f} s) while "
+                        f"rank {r} stopped responding (no heartbeat for {dead_after:.0f} s) while "
                         f"rank {self.rank} waited for {what}; see rank {r}'s log")
-            if now - start > MAX_WAIT_S:
+            if now - start > limit:
+                if not hung_is_error:
+                    break
                 raise TrainingError(
                     f"rank(s) {', '.join(map(str, missing))} did not finish {what} within "
-                    f"{MAX_WAIT_S:.0f} s, though alive (heartbeats go on): hung? See "
-                    f"their logs")
+                    f"{limit:.0f} s, though alive (heartbeats go on): hung? See their logs")
             if now - last_report >= REPORT_EVERY_S:
                 last_report = now
                 get_logger().info(f"waiting {now - start:.0f} s for rank(s) "
                                   f"{', '.join(map(str, missing))} to finish {what}")
-        waited = time.time() - start
-        # rank 0 hosts the store: if it left (e.g. ended the run) while a rank still polled,
-        # that rank would find the store gone. So every rank says it saw the meeting complete,
-        # and rank 0 waits for all (a few ms; bounded, in case one died just now).
-        seen = self._add(f"{key}/seen", 1, what)
+        return time.time() - start
+
+    def wait(self, what):
+        """Block until every rank has called ``wait`` as often as this one; returns seconds."""
+        self.count += 1
+        key = f"ppcls/wait/{self.count}"
+        waited = self._gather(key, what, DEAD_AFTER_S, MAX_WAIT_S, hung_is_error=True)
+        # Rank 0 hosts the store: had it gone on (and ended the run) while a rank still polled,
+        # that rank would find the store gone. So every rank confirms it saw the meeting
+        # complete, and rank 0 waits for the confirmations. A rank that saw it is polling in
+        # Python, its heartbeat thread runs: silent for CONFIRM_DEAD_S, it died (e.g. killed
+        # while it waited for rank 0's save), and is named now rather than at the next collective.
         if self.rank == 0:
-            deadline, delay = time.time() + 30.0, 0.002
-            while seen < self.world_size and time.time() < deadline:
-                time.sleep(delay)
-                delay = min(delay * 1.5, 0.05)
-                seen = self._add(f"{key}/seen", 0, what)
+            self._gather(f"{key}/seen", what, CONFIRM_DEAD_S, 60.0, hung_is_error=False)
+        else:
+            self._add(f"{key}/seen/{self.rank}", 1, what)
+            self._add(f"{key}/seen", 1, what)
         return waited
 
 
@@ -175,26 +187,38 @@ def all_gather_object(obj):
     return out
 
 
-def broadcast_bytes(data, rank, src=0, keep=True):
-    """Rank ``src``'s ``data`` (bytes) on every rank, sent in 64 MB uint8 tensors (a collective
-    each, well inside gloo's 30 s on any network). Ranks with ``keep=False`` take part but
-    return None."""
+def broadcast_file(size, rank, src_path=None, dst_path=None, src=0):
+    """Rank ``src``'s file ``src_path`` (``size`` bytes) written to ``dst_path`` on every rank
+    that gives one; the others take part and discard it. Sent in 64 MB uint8 tensors (a
+    collective each, read from and written to disk chunk by chunk: well inside gloo's 30 s on
+    any network, and no more memory than a chunk). Returns the SHA-256 (hex) of what this rank
+    wrote (None if nothing)."""
     import paddle
     import paddle.distributed as dist
-    size = broadcast_object(len(data) if rank == src else None, src)
-    out = bytearray(size) if rank != src and keep else None
-    for offset in range(0, size, CHUNK_BYTES):
-        n = min(CHUNK_BYTES, size - offset)
-        if rank == src:
-            chunk = paddle.to_tensor(np.frombuffer(data, np.uint8, n, offset))
-        else:
-            chunk = paddle.zeros([n], dtype="uint8")
-        dist.broadcast(chunk, src=src)
-        if out is not None:
-            out[offset:offset + n] = chunk.numpy().tobytes()
-    if rank == src:
-        return data
-    return bytes(out) if out is not None else None
+    digest = hashlib.sha256()
+    fin = open(src_path, "rb") if rank == src else None
+    fout = open(dst_path, "wb") if dst_path and rank != src else None
+    try:
+        for offset in range(0, size, CHUNK_BYTES):
+            n = min(CHUNK_BYTES, size - offset)
+            if fin is not None:
+                data = fin.read(n)
+                if len(data) != n:
+                    raise TrainingError(f"{src_path} changed while being sent ({size} bytes "
+                                        f"announced, {offset + len(data)} read)")
+                chunk = paddle.to_tensor(np.frombuffer(data, np.uint8))
+            else:
+                chunk = paddle.zeros([n], dtype="uint8")
+            dist.broadcast(chunk, src=src)
+            if fout is not None:
+                data = chunk.numpy().tobytes()
+                fout.write(data)
+                digest.update(data)
+    finally:
+        for f in (fin, fout):
+            if f is not None:
+                f.close()
+    return digest.hexdigest() if fout is not None else None
 
 
 def host_name():

@@ -121,17 +121,11 @@ def local_copy(plan, env, logger):
     try:
         folder = os.path.dirname(prefix)
         for name, (size, digest) in sorted(files.items()):
-            data = None
-            if env.rank == 0:
-                with open(os.path.join(folder, name), "rb") as f:
-                    data = f.read()
-            peers.wait_for_all(f"reading {name} to send", env.world_size)
-            got = peers.broadcast_bytes(data, env.rank, keep=tmp is not None)
-            if tmp is not None:
-                if len(got) != size or hashlib.sha256(got).hexdigest() != digest:
-                    raise TrainingError(f"resume: {name} of {prefix} arrived damaged from rank 0")
-                with open(os.path.join(tmp, name), "wb") as f:
-                    f.write(got)
+            peers.wait_for_all(f"sending {name}", env.world_size)
+            got = peers.broadcast_file(size, env.rank, src_path=os.path.join(folder, name),
+                                       dst_path=os.path.join(tmp, name) if tmp else None)
+            if tmp is not None and got != digest:
+                raise TrainingError(f"resume: {name} of {prefix} arrived damaged from rank 0")
         if tmp is None:
             yield prefix, ""
         else:
