@@ -5,6 +5,8 @@
   python -m paddle.distributed.launch --nproc_per_node 2 tools/train.py -c ...   (CPU processes)
   python tools/train.py -c ... -o checkpoints=output/DLA46_c/3/ppcls           (resume)
   python tools/train.py -c ... -o resume=auto                                   (newest checkpoint)
+  python -m paddle.distributed.launch --nnodes 2 --master NODE0_IP:PORT --rank 0 --gpus 0,1,2,3 \
+      tools/train.py -c ... -o resume=auto         (node 0 of 2; --rank 1 on node 1; README "Multi-node")
 """
 import os
 import sys
