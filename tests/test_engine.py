@@ -27,7 +27,7 @@ def test_training_rises_above_chance_and_writes_checkpoints(tiny_cfg):
     result = train(cfg)
     assert result["best_top1"] > 0.5             # chance is 0.10 on ten digits
     arch_dir = os.path.join(cfg.model_save_dir, "ResNet18")
-    assert sorted(os.listdir(arch_dir)) == ["0", "1", "2", "3", "best_model"]
+    assert sorted(os.listdir(arch_dir)) == ["0", "1", "2", "3", "best_model", "metrics.csv"]
     for d in ("0", "1", "2", "3", "best_model"):
         assert ckpt.is_complete(os.path.join(arch_dir, d))
     assert ckpt.latest_checkpoint(arch_dir).endswith(os.path.join("3", "ppcls"))

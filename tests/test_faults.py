@@ -194,7 +194,7 @@ def test_sigkill_at_a_random_step_and_during_a_save_then_resume_auto_equals_an_u
     else:
         assert "found no complete checkpoint" in p3.stdout
     assert not glob.glob(os.path.join(arch, "*.tmp-*")) and not glob.glob(os.path.join(arch, "*.old-*"))
-    assert sorted(os.listdir(arch)) == [str(e) for e in range(epochs)]
+    assert sorted(os.listdir(arch)) == [str(e) for e in range(epochs)] + ["metrics.csv"]
     assert reference.wait(timeout=600) == 0, (tmp_path / "reference.log").read_text()[-3000:]
     ref_log.close()
     assert_same_weights(os.path.join(arch, str(epochs - 1), "ppcls"),
@@ -250,7 +250,7 @@ def test_nan_loss_stops_naming_the_step_the_lr_and_the_last_good_checkpoint(tiny
     assert str(info.value) == (f"loss is nan at epoch 1, step 1, lr {lr_at(cfg, 2, 3):.6g}; last good "
                                f"checkpoint: {good}. Lower the lr or set nan_policy: skip")
     assert ckpt.is_complete(os.path.dirname(good))
-    assert sorted(os.listdir(os.path.join(cfg.model_save_dir, "ResNet18"))) == ["0"]
+    assert sorted(os.listdir(os.path.join(cfg.model_save_dir, "ResNet18"))) == ["0", "metrics.csv"]
 
 
 def test_nan_policy_skip_skips_up_to_the_limit_then_stops(tiny_cfg, monkeypatch, capsys):
@@ -333,11 +333,11 @@ def test_disk_full_during_a_save_keeps_the_previous_checkpoint_then_resume_finis
                        r"on device\); the previous checkpoints are intact\. Free disk space or "
                        r"change model_save_dir, then resume with -o resume=auto$"):
         train(cfg)
-    assert os.listdir(arch) == ["0"]                                  # no half-written leftovers
+    assert sorted(os.listdir(arch)) == ["0", "metrics.csv"]           # no half-written leftovers
     epoch0 = ckpt.load_params_file(os.path.join(arch, "0", "ppcls"))
     full[0] = False                                                   # space freed
     result = train(tiny_cfg(n_train=64, extra=extra))
-    assert sorted(os.listdir(arch)) == ["0", "1"] and result["bad_images"] == 0
+    assert sorted(os.listdir(arch)) == ["0", "1", "metrics.csv"] and result["bad_images"] == 0
     assert ckpt.load_checkpoint(os.path.join(arch, "1", "ppcls"))[2]["global_step"] == 4
     again = ckpt.load_params_file(os.path.join(arch, "0", "ppcls"))
     assert all(np.array_equal(epoch0[k], again[k]) for k in epoch0)

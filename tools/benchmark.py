@@ -24,10 +24,12 @@ import argparse
 import json
 import os
 import sys
-import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-warnings.filterwarnings("ignore", message="No ccache found")
+
+from ppcls.utils.quiet import quiet_paddle  # noqa: E402  (imports no paddle)
+
+quiet_paddle()         # Paddle's UserWarnings and glog lines off; PPCLS_VERBOSE=1 keeps them
 
 from ppcls.utils.cpu_env import prepare_cpu_env  # noqa: E402  (no paddle import)
 

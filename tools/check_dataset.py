@@ -14,6 +14,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from ppcls.utils.quiet import quiet_paddle  # noqa: E402  (imports no paddle)
+
+quiet_paddle()         # Paddle's UserWarnings and glog lines off; PPCLS_VERBOSE=1 keeps them
+
 
 def main():
     p = argparse.ArgumentParser(description="Check a classification file list and its images.",

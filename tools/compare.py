@@ -14,13 +14,14 @@ The first variant is the baseline of the differences.
 """
 import os
 import sys
-import warnings
 
-# Paddle warns about a C++ build cache at import; it would precede a bad recipe's "error:" line.
-warnings.filterwarnings("ignore", message="No ccache found")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+from ppcls.utils.quiet import quiet_paddle  # noqa: E402  (imports no paddle)
+
+quiet_paddle()         # Paddle's UserWarnings and glog lines off; PPCLS_VERBOSE=1 keeps them
 
 from ppcls.utils.cpu_env import prepare_cpu_env  # noqa: E402  (imports no paddle)
 

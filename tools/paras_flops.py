@@ -18,6 +18,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from ppcls.utils.quiet import quiet_paddle  # noqa: E402  (imports no paddle)
+
+quiet_paddle()         # Paddle's UserWarnings and glog lines off; PPCLS_VERBOSE=1 keeps them
+
 import argparse  # noqa: E402
 
 

@@ -14,8 +14,11 @@ with; else the ``END ... train`` lr), validation top-1 / top-k / loss = the epoc
 
 Where the logs are: a log file; a folder of ``paddle.distributed.launch`` logs (``workerlog.N``:
 the curves come from ``workerlog.0``); a folder of log files (one run per file); or a folder of
-run folders (one run per sub-folder, side by side).
+run folders (one run per sub-folder, side by side). The per-epoch ``metrics.csv`` a training run
+writes (``model_save_dir/<ARCH>/metrics.csv``) is read as well, the file or its folder: the
+same curves, one row per epoch, even when the logs of a resumed run are scattered.
 """
+import csv
 import glob
 import os
 import re
@@ -147,9 +150,50 @@ def parse_log(path, label=None):
     return run
 
 
+METRICS_CSV = "metrics.csv"
+
+
+def _float(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_metrics_csv(path, label=None):
+    """A run from a training run's metrics.csv (ppcls.engine.records): per epoch the train loss,
+    the lr the epoch started with, validation top-1 / top-k / loss."""
+    run = RunLog(label=label or _label_of(path), path=path)
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if "epoch" not in (reader.fieldnames or []):
+            raise LogParseError(f"{path}: not a metrics.csv (no 'epoch' column; expected the "
+                                f"header epoch,lr,train_loss,...,valid_top1,...)")
+        for row in reader:
+            epoch = _float(row.get("epoch"))
+            if epoch is None:
+                continue
+            train = {k: _float(row.get(c)) for k, c in (("loss", "train_loss"),
+                                                        ("top1", "train_top1"), ("lr", "lr"))}
+            valid = {c[len("valid_"):]: _float(v) for c, v in row.items()
+                     if c and c.startswith("valid_") and not c.startswith("valid_ema")}
+            train = {k: v for k, v in train.items() if v is not None}
+            valid = {k: v for k, v in valid.items() if v is not None}
+            if train:
+                run.train_end[int(epoch)] = train
+            if valid:
+                run.valid_end[int(epoch)] = valid
+            run.lines += bool(train or valid)
+    if run.lines == 0:
+        raise LogParseError(f"{path}: no epoch row with values")
+    return run
+
+
 def _label_of(path):
     path = os.path.normpath(path)
     base = os.path.basename(path)
+    if base == METRICS_CSV:                    # model_save_dir/<ARCH>/metrics.csv: the ARCH
+        return os.path.basename(os.path.dirname(os.path.abspath(path))) or base
     if re.fullmatch(r"workerlog\.\d+", base):
         return os.path.basename(os.path.dirname(path)) or base
     return os.path.splitext(base)[0] if os.path.isfile(path) else base
@@ -181,6 +225,8 @@ def _runs_in_folder(folder):
     workers = _worker_logs(folder)
     if workers:
         return [(_folder_label(folder), workers[0])]
+    if os.path.isfile(os.path.join(folder, METRICS_CSV)):
+        return [(_folder_label(folder), os.path.join(folder, METRICS_CSV))]
     logs = _log_files(folder)
     if len(logs) == 1:
         return [(_folder_label(folder), logs[0])]
@@ -217,12 +263,13 @@ def load_runs(paths):
         if not runs:
             raise LogParseError(
                 f"{path}: no log found (looked for workerlog.N, *{', *'.join(LOG_SUFFIXES)} "
-                "files, and run folders holding them)")
+                f"files, {METRICS_CSV}, and run folders holding them)")
         found.extend(runs)
     seen, out = {}, []
     for label, log in found:
         seen[label] = seen.get(label, 0) + 1
-        out.append(parse_log(log, label if seen[label] == 1 else f"{label} ({seen[label]})"))
+        label = label if seen[label] == 1 else f"{label} ({seen[label]})"
+        out.append(parse_metrics_csv(log, label) if log.endswith(".csv") else parse_log(log, label))
     return out
 
 

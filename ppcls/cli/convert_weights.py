@@ -19,7 +19,11 @@ A `state_dict` wrapper and DataParallel's `module.` prefix are removed. Writes .
 import argparse
 import os
 
-from ppcls.utils.cli import run_cli
+from ppcls.utils.quiet import quiet_paddle  # noqa: E402  (imports no paddle)
+
+quiet_paddle()         # Paddle's UserWarnings and glog lines off; PPCLS_VERBOSE=1 keeps them
+
+from ppcls.utils.cli import run_cli  # noqa: E402
 
 
 def save_weights(state, dst):

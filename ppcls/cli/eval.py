@@ -2,10 +2,9 @@
 
   python tools/eval.py -c configs/DLA/DLA60_best.yaml -o pretrained_model=output/DLA60/best_model/ppcls
 """
-import warnings
+from ppcls.utils.quiet import quiet_paddle  # noqa: E402  (imports no paddle)
 
-# Paddle warns about a C++ build cache at import; it would precede a bad recipe's "error:" line.
-warnings.filterwarnings("ignore", message="No ccache found")
+quiet_paddle()         # Paddle's UserWarnings and glog lines off; PPCLS_VERBOSE=1 keeps them
 
 from ppcls.utils.cpu_env import prepare_cpu_env  # noqa: E402  (imports no paddle)
 

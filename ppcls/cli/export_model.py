@@ -19,10 +19,10 @@ Then: python tools/infer.py --model_dir inference/DLA60 --image demo.jpg
 import argparse
 import os
 import sys
-import warnings
 
-# Paddle warns about a C++ build cache at import; it would precede an "error:" line.
-warnings.filterwarnings("ignore", message="No ccache found")
+from ppcls.utils.quiet import quiet_paddle  # noqa: E402  (imports no paddle)
+
+quiet_paddle()         # Paddle's UserWarnings and glog lines off; PPCLS_VERBOSE=1 keeps them
 
 from ppcls.utils.cpu_env import prepare_cpu_env  # noqa: E402  (imports no paddle)
 

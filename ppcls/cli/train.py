@@ -5,11 +5,12 @@
   python -m paddle.distributed.launch --nproc_per_node 2 tools/train.py -c ...   (CPU processes)
   python tools/train.py -c ... -o checkpoints=output/DLA46_c/3/ppcls           (resume)
   python tools/train.py -c ... -o resume=auto                                   (newest checkpoint)
+  python -m paddle.distributed.launch --nnodes 2 --master NODE0_IP:PORT --rank 0 --gpus 0,1,2,3 \\
+      tools/train.py -c ... -o resume=auto         (node 0 of 2; --rank 1 on node 1; README "Multi-node")
 """
-import warnings
+from ppcls.utils.quiet import quiet_paddle  # noqa: E402  (imports no paddle)
 
-# Paddle warns about a C++ build cache at import; it would precede a bad recipe's "error:" line.
-warnings.filterwarnings("ignore", message="No ccache found")
+quiet_paddle()         # Paddle's UserWarnings and glog lines off; PPCLS_VERBOSE=1 keeps them
 
 from ppcls.utils.cpu_env import prepare_cpu_env  # noqa: E402  (imports no paddle)
 

@@ -10,6 +10,8 @@ import paddle.distributed as dist
 
 from ..utils.device import (available_cores, default_threads, gpu_available,  # noqa: F401
                             local_world_size, set_cpu_threads)
+from ..utils.quiet import quiet_parallel_banner
+from . import peers
 
 
 @dataclass
@@ -58,8 +60,10 @@ def init_env(use_gpu="auto", cpu_threads=0, seed=None):
     if not on_gpu:
         warn_slow_mkl()
     if world_size > 1 and not dist.is_initialized():
+        quiet_parallel_banner()
         dist.init_parallel_env()
     rank = dist.get_rank() if world_size > 1 else 0
+    peers.start(rank, world_size)       # waiting without gloo's 30 s limit, heartbeat
     if seed is not None:
         seed_everything(seed + rank)
     return RunEnv(rank, world_size, local_world_size(), str(device), threads)

@@ -15,6 +15,7 @@ from ..modeling.loss import cross_entropy
 from ..utils.logger import get_logger, setup_logger
 from ..utils.metrics import format_per_class, per_class_top1, topk_correct
 from .distill import load_scored_weights
+from . import peers
 from .env import init_env
 from .errors import TrainingError
 from .recipe import scored_model_from_config
@@ -25,6 +26,9 @@ from .static_eval import eval_forward
 def gather_scores(parts, world_size):
     if world_size <= 1:
         return parts
+    # a rank may finish its shard long after the others (a slow predictor build): meet
+    # outside any gloo collective, which would abort after 30 s
+    peers.wait_for_all("evaluation", world_size)
     gathered = []
     dist.all_gather_object(gathered, parts)
     return {k: np.concatenate([g[k] for g in gathered]) for k in parts}
@@ -132,10 +136,12 @@ class PerClassRecorder:
         return per_class_top1(parts["label"][first], parts["pred"][first])
 
 
-def validate(model, ema, amp, loader, names, cfg, env, epoch, lr, vdl):
+def validate(model, ema, amp, loader, names, cfg, env, epoch, lr, vdl, clock=None):
     """Evaluate the raw weights (and the EMA's): END lines (``EMA epoch:...`` for the EMA),
-    per-class top-1 with class names when known. Returns (raw metrics, EMA metrics or None)."""
+    per-class top-1 with class names when known; with ``clock`` (progress.RunClock) the END
+    lines end with the run's ETA. Returns (raw metrics, EMA metrics or None)."""
     logger = get_logger()
+    t0 = time.time()
     nets = [("raw", model)] + ([("ema", ema.model)] if ema is not None else [])
     results = []
     for tag, net in nets:
@@ -151,6 +157,10 @@ def validate(model, ema, amp, loader, names, cfg, env, epoch, lr, vdl):
                                env.world_size, cfg["print_interval"], lr, log_steps=False,
                                forward=forward)
         line = format_end_line(epoch, metrics, cfg["topk"])
+        if clock is not None:
+            if tag == "raw":        # the EMA's evaluation, still to come, takes as long
+                clock.valid_done((time.time() - t0) * len(nets))
+            line += clock.run_suffix(epoch, validated=True)
         logger.info(line if tag == "raw" else "EMA" + line[len("END"):])
         if rec is not None:
             logger.info(("EMA " if tag == "ema" else "")

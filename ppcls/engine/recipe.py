@@ -10,6 +10,7 @@ from ..modeling.loss import LabelLoss
 from ..optimizer import check_lr_config, check_optimizer_config
 from ..utils.config import ConfigError, Where, read_config, to_attr_dict  # noqa: F401
 from . import distill
+from . import lr_scale
 from .errors import TrainingError
 
 
@@ -19,6 +20,7 @@ def load_config(path, overrides=None, check=True):
     cfg, source = read_config(path, overrides)
     if check:
         check_semantics(cfg, source)
+        lr_scale.inspect(cfg, path, overrides, source)
     return to_attr_dict(cfg, source)
 
 

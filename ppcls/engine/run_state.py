@@ -4,29 +4,32 @@ import os
 
 from ..modeling.distillation import is_distillation_model, student_state
 from ..utils import checkpoint as ckpt
+from . import peers, resume_sync
 from .errors import TrainingError
 
 
-def resume_path(cfg, arch_dir):
-    if cfg["checkpoints"]:
-        return cfg["checkpoints"]
-    if cfg["resume"] == "auto":
-        return ckpt.latest_checkpoint(arch_dir)
-    return None
-
-
-def restore(cfg, arch_dir, model, optimizer, lr_sched, amp, ema, env, logger):
-    """Resume from ``checkpoints`` or, with ``resume: auto``, the newest complete checkpoint:
-    weights, optimizer, LR schedule position, best metric, AMP and EMA state. Returns
-    (first epoch to run, best {'top1', 'epoch', 'source'}, checkpoint prefix or None)."""
-    start_epoch, best = 0, {"top1": -1.0, "epoch": -1}
+def resume_plan(cfg, arch_dir, env, logger):
+    """What this run resumes from, the same on every rank: rank 0 first cleans up what a kill
+    during a save left, then chooses (``checkpoints``, or with ``resume: auto`` the newest
+    complete checkpoint). Returns (plan {'prefix': checkpoint prefix or None, ...}, what rank 0
+    loaded); ``restore`` applies it."""
     recover_partial(arch_dir, env, logger)
-    resume = resume_path(cfg, arch_dir)
-    loaded = None
-    if cfg["resume"] == "auto" and not cfg["checkpoints"]:
-        resume, loaded = ckpt.load_latest_checkpoint(arch_dir)
-    if resume:
-        model_state, opt_state, state = loaded or ckpt.load_checkpoint(resume)
+    return resume_sync.decide(cfg, arch_dir, env)
+
+
+def restore(cfg, arch_dir, model, optimizer, lr_sched, amp, ema, env, logger, plan):
+    """Resume the ``resume_plan``: weights, optimizer, LR schedule position, best metric, AMP
+    and EMA state; every rank resumes the same state (ppcls.engine.resume_sync). Returns (first
+    epoch to run, best {'top1', 'epoch', 'source'}, checkpoint prefix or None)."""
+    start_epoch, best = 0, {"top1": -1.0, "epoch": -1}
+    plan, loaded = plan
+    resume = plan["prefix"]
+    if not resume:
+        if cfg["resume"] == "auto":
+            logger.info(f"resume: auto found no complete checkpoint in {arch_dir}; starting fresh")
+        return start_epoch, best, None
+    with resume_sync.local_copy(plan, env, logger) as (prefix, origin):
+        model_state, opt_state, state = loaded or ckpt.load_checkpoint(prefix)
         usable, _ = ckpt.fit_state_dict(model, model_state, resume + ".pdparams")
         model.set_state_dict(amp.fit_state(model, usable))
         if opt_state is not None:
@@ -38,11 +41,16 @@ def restore(cfg, arch_dir, model, optimizer, lr_sched, amp, ema, env, logger):
                 "source": state.get("best_source", "raw")}
         amp.load_state_dict(state.get("amp"), logger)
         if ema is not None:
-            resume_ema(ema, resume, state, logger)
-        logger.info(f"resumed from {resume}: continuing at epoch {start_epoch}, step "
-                    f"{state['global_step']}, lr {optimizer.get_lr():.6f}, best top1 {best['top1']:.5f}")
-    elif cfg["resume"] == "auto":
-        logger.info(f"resume: auto found no complete checkpoint in {arch_dir}; starting fresh")
+            resume_ema(ema, prefix, state, logger)
+        numbers = {"epoch": start_epoch, "step": state["global_step"], "lr": optimizer.get_lr(),
+                   "best": best}
+        digest = resume_sync.state_digest(model, opt_state, ema, numbers) \
+            if env.world_size > 1 else None
+    resume_sync.check_agreement(digest, env, resume)
+    logger.info(f"resumed from {resume}{origin}: continuing at epoch {start_epoch}, step "
+                f"{state['global_step']}, lr {optimizer.get_lr():.6f}, best top1 {best['top1']:.5f}"
+                + (f"; state digest {digest[:16]}, the same on all {env.world_size} ranks"
+                   if digest else ""))
     return start_epoch, best, resume
 
 
@@ -103,9 +111,7 @@ def recover_partial(arch_dir, env, logger):
     if env.rank == 0:
         for action in ckpt.recover_partial(arch_dir):
             logger.info(f"checkpoint recovery: {action}")
-    if env.world_size > 1:
-        import paddle.distributed as dist
-        dist.barrier()
+    peers.wait_for_all("checkpoint recovery", env.world_size)
 
 
 def save(model, optimizer, lr_sched, epoch, best, directory, cfg, model_state=None,

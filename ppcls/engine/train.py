@@ -13,15 +13,16 @@ from ..optimizer import build_lr_scheduler, build_optimizer
 from ..utils import checkpoint as ckpt
 from ..utils.logger import get_logger, setup_logger
 from ..utils.metrics import topk_correct
-from . import distill, finetune, run_state
+from . import distill, finetune, lr_scale, peers, retention, run_state
 from .amp import Amp
 from .ema import ModelEMA
 from .env import init_env
 from .errors import TrainingError
 from .evaluate import validate
+from .progress import RunClock
 from .recipe import criterion_from_config, model_from_config
 from .recipe_notes import log_recipe_notes
-from .records import vdl_add, vdl_writer
+from .records import metrics_row, open_metrics, vdl_add, vdl_writer
 from .step import TrainStep
 
 
@@ -57,11 +58,13 @@ def _all_finite(finite):
 
 
 def train_one_epoch(model, loader, optimizer, lr_sched, epoch, cfg, mixer=None, counters=None,
-                    stepper=None, criterion=None):
+                    stepper=None, criterion=None, clock=None):
     """One pass over ``loader``; returns the epoch's mean loss/top-1 and timing. ``stepper``
     (ppcls.engine.step.TrainStep) does backward/optimizer/schedule steps: gradient
     accumulation, AMP, EMA; the default is a plain step per batch. ``criterion``
-    (recipe.criterion_from_config) turns the model's output into (loss, logits scored)."""
+    (recipe.criterion_from_config) turns the model's output into (loss, logits scored).
+    ``clock`` (ppcls.engine.progress.RunClock) times the steps and adds the ETA to the progress
+    lines."""
     stepper = stepper or TrainStep(optimizer, lr_sched)
     criterion = criterion or criterion_from_config(cfg)
     logger = get_logger()
@@ -114,11 +117,14 @@ def train_one_epoch(model, loader, optimizer, lr_sched, epoch, cfg, mixer=None, 
             top1s.append(float(topk_correct(logits.numpy(), labels.numpy(), (1,))[1].mean()))
         batch_costs.append(batch_cost)
         reader_costs.append(reader_cost)
+        if clock is not None:
+            clock.step(batch_cost)
         if step % interval == 0:
             bc = float(np.mean(batch_costs[-interval:]))
             logger.info(f"epoch:{epoch:<3d}, train step:{step:<4d}, loss: {loss_value:.5f}, "
                         f"lr: {lr:.6f}, batch_cost: {bc:.5f} s, reader_cost: "
-                        f"{np.mean(reader_costs[-interval:]):.5f} s, ips: {n / max(bc, 1e-9):.5f} images/sec.")
+                        f"{np.mean(reader_costs[-interval:]):.5f} s, ips: {n / max(bc, 1e-9):.5f} images/sec."
+                        + (clock.epoch_suffix(epoch, step) if clock is not None else ""))
         tic = time.time()
     total = float(np.sum(batch_costs))
     return {"loss": float(np.mean(losses)) if losses else float("nan"),
@@ -153,7 +159,8 @@ def train(cfg):
                                                       world_size=env.world_size)
         valid_names = class_names(cfg["VALID"], valid_set)
     model = model_from_config(cfg)
-    distill.load_start_weights(model, cfg, run_state.resume_path(cfg, arch_dir), logger)
+    plan = run_state.resume_plan(cfg, arch_dir, env, logger)     # agreed by every rank
+    distill.load_start_weights(model, cfg, bool(plan[0]["prefix"]), logger)
     if cfg["lrp"] != 1.0 or cfg["freeze_bn"]:
         finetune.setup_finetune(model, cfg, logger)
     steps_per_epoch = len(train_sampler) // accum
@@ -161,7 +168,8 @@ def train(cfg):
         raise TrainingError(f"{len(train_sampler)} micro-batches per epoch but accum_steps={accum}: "
                             f"not one optimizer step; lower accum_steps or TRAIN.batch_size")
     try:                        # values that depend on epochs (warmup_epoch <= epochs, ...)
-        lr_sched = build_lr_scheduler(cfg["LEARNING_RATE"], steps_per_epoch, cfg["epochs"])
+        lr_sched = build_lr_scheduler(lr_scale.lr_section(cfg, logger), steps_per_epoch,
+                                      cfg["epochs"])
     except ValueError as e:
         raise TrainingError(f"{cfg.get('_source', 'config')}: LEARNING_RATE.params: {e}") from None
     optimizer = build_optimizer(cfg["OPTIMIZER"], lr_sched, model.parameters())
@@ -171,11 +179,13 @@ def train(cfg):
            if cfg["ema_decay"] > 0 else None)
 
     start_epoch, best, resume = run_state.restore(cfg, arch_dir, model, optimizer, lr_sched, amp,
-                                                  ema, env, logger)
+                                                  ema, env, logger, plan)
     if env.rank == 0:           # every input is valid: only now write anything
         run_state.check_writable(arch_dir)
         if cfg["vdl_dir"]:
             run_state.check_writable(cfg["vdl_dir"], "vdl_dir")
+        retention.plan(arch_dir, cfg, model, optimizer, ema, resume, logger)
+    metrics_csv = open_metrics(arch_dir, cfg, start_epoch, env.rank, ema is not None)
     _log_worker_logs(env, logger)
 
     per_device = global_batch // env.world_size // accum
@@ -194,6 +204,7 @@ def train(cfg):
         logger.info(f"hint: on CPU, {env.threads} processes of 1 thread train faster than 1 of "
                     f"{env.threads}: python -m paddle.distributed.launch --nproc_per_node "
                     f"{env.threads} tools/train.py ... (batch_size stays the global batch)")
+    peers.wait_for_all("start-up", env.world_size)     # DataParallel broadcasts the weights
     train_model = paddle.DataParallel(model) if env.world_size > 1 else model
     mixer = BatchMixer(cfg["TRAIN"]["mix"], seed + env.rank) if cfg["use_mix"] else None
     vdl = vdl_writer(cfg, env.rank)
@@ -205,17 +216,22 @@ def train(cfg):
     last = {}
     stepper = TrainStep(optimizer, lr_sched, accum, amp, ema)
     criterion = criterion_from_config(cfg, logger)
+    clock = RunClock(steps_per_epoch * accum, cfg["epochs"], lambda e: _validates(cfg, e))
     for epoch in range(start_epoch, cfg["epochs"]):
         train_sampler.set_epoch(epoch)
         train_set.set_epoch(epoch)
         if cfg["seed"] is not None:
             paddle.seed(seed + 1000 * epoch + env.rank)   # dropout etc.: reproducible on resume
+        clock.begin_epoch()
+        epoch_lr, metrics, ema_metrics = optimizer.get_lr(), None, None
         stats = train_one_epoch(train_model, train_loader, optimizer, lr_sched, epoch, cfg,
-                                mixer, counters, stepper, criterion)
+                                mixer, counters, stepper, criterion, clock)
+        clock.train_done()
         logger.info(f"END epoch:{epoch:<4d}train loss: {stats['loss']:.5f}, top1: {stats['top1']:.5f}, "
                     f"lr: {stats['lr']:.6f}, batch_cost: {stats['batch_cost']:.5f} s, reader_cost: "
                     f"{stats['reader_cost']:.5f} s, ips: {stats['ips']:.5f} images/sec."
-                    + (f" bad images skipped so far: {counters['bad_images']}" if counters["bad_images"] else ""))
+                    + (f" bad images skipped so far: {counters['bad_images']}" if counters["bad_images"] else "")
+                    + clock.run_suffix(epoch, validated=False))
         vdl_add(vdl, "train", stats, epoch)
         if env.world_size > 1:
             # a frozen teacher is the same on every rank: an all-reduce sum divided by 3 ranks
@@ -223,34 +239,50 @@ def train(cfg):
             average_buffers(trained_part(model), env.world_size)
             if ema is not None:
                 average_buffers(trained_part(ema.model), env.world_size)
-        if valid_loader is not None and ((epoch + 1) % cfg["valid_interval"] == 0
-                                         or epoch == cfg["epochs"] - 1):
+        if valid_loader is not None and _validates(cfg, epoch):
             metrics, ema_metrics = validate(model, ema, amp, valid_loader, valid_names, cfg, env,
-                                            epoch, stats["lr"], vdl)
+                                            epoch, stats["lr"], vdl, clock)
             last = metrics
             top1, source = metrics["top1"], "raw"
             if ema_metrics is not None and ema_metrics["top1"] > top1:
                 top1, source = ema_metrics["top1"], "ema"
             if top1 > best["top1"]:
                 best = {"top1": top1, "epoch": epoch, "source": source}
-                if env.rank == 0:
+                if env.rank == 0:           # the only rank that writes
                     run_state.save(model, None, lr_sched, epoch, best,
                                    os.path.join(arch_dir, "best_model"), cfg,
                                    **run_state.best_weights(model, ema, source))
-                logger.info(f"best top1 {best['top1']:.5f} at epoch {epoch}"
-                            + (f" ({source} weights)" if ema is not None else "") + ", saved to "
-                            f"{os.path.join(arch_dir, 'best_model', 'ppcls')}")
-        if env.rank == 0 and ((epoch + 1) % cfg["save_interval"] == 0 or epoch == cfg["epochs"] - 1):
-            path = os.path.join(arch_dir, str(epoch))
-            run_state.save(model, optimizer, lr_sched, epoch, best, path, cfg,
-                           extra_params={"ema": ema.state_dict()} if ema is not None else None,
-                           extra_state=run_state.extra_state(amp, ema))
+                    logger.info(f"best top1 {best['top1']:.5f} at epoch {epoch}"
+                                + (f" ({source} weights)" if ema is not None else "") + ", saved to "
+                                f"{os.path.join(arch_dir, 'best_model', 'ppcls')}")
+        if metrics_csv is not None:     # before the save: a kill between the two re-runs the
+            # epoch on resume and replaces its row; the other order would lose the row
+            metrics_csv.add(epoch, metrics_row(stats, epoch_lr, metrics, ema_metrics, cfg["topk"],
+                                               clock.elapsed(), env.world_size))
+        path = os.path.join(arch_dir, str(epoch))
+        if (epoch + 1) % cfg["save_interval"] == 0 or epoch == cfg["epochs"] - 1:
             counters["last_checkpoint"] = os.path.join(path, ckpt.PREFIX)
-            logger.info(f"saved checkpoint {counters['last_checkpoint']}")
+            if env.rank == 0:
+                run_state.save(model, optimizer, lr_sched, epoch, best, path, cfg,
+                               extra_params={"ema": ema.state_dict()} if ema is not None else None,
+                               extra_state=run_state.extra_state(amp, ema))
+                logger.info(f"saved checkpoint {counters['last_checkpoint']}")
+                removed = retention.rotate(arch_dir, cfg["keep_checkpoints"], epoch)
+                if removed:
+                    logger.info(f"removed {', '.join(removed)} (keep_checkpoints: "
+                                f"{cfg['keep_checkpoints']})")
+        # rank 0 may have saved for minutes: meet outside any gloo collective (30 s limit)
+        peers.wait_for_all(f"epoch {epoch} (rank 0 saving)", env.world_size)
+        clock.end_epoch()
     if vdl is not None:
         vdl.close()
     return {"best_top1": best["top1"], "best_epoch": best["epoch"], "last": last,
             "best_source": best.get("source", "raw"), "bad_images": counters["bad_images"]}
+
+
+def _validates(cfg, epoch):
+    return bool(cfg["validate"]) and ((epoch + 1) % cfg["valid_interval"] == 0
+                                      or epoch == cfg["epochs"] - 1)
 
 
 def _log_worker_logs(env, logger):

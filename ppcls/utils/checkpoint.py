@@ -4,8 +4,9 @@ Layout: ``model_save_dir/<ARCH>/<epoch>/ppcls.{pdparams,pdopt,state.json}`` and
 ``model_save_dir/<ARCH>/best_model/ppcls.*``. A checkpoint directory is written under a
 temporary name and renamed into place, so after a kill it either exists whole or not at all.
 What a kill can leave behind (``<name>.tmp-<pid>``, or ``<name>.old-<pid>`` when an existing
-directory such as best_model was being replaced) is never read as a checkpoint and is cleaned
-up, or restored, by ``recover_partial`` when the next run starts.
+directory such as best_model was being replaced, or ``<name>.del-<pid>`` when an old checkpoint
+was being removed) is never read as a checkpoint and is cleaned up, or restored, by
+``recover_partial`` when the next run starts.
 """
 import json
 import logging
@@ -29,11 +30,15 @@ class CheckpointError(UserError, ValueError):
     """A weights/checkpoint file that is missing, unreadable or does not fit the model."""
 
 
-def _strip_suffix(path):
+def strip_suffix(path):
+    """``.../ppcls.pdparams`` (or .pdopt, .state.json) -> ``.../ppcls``."""
     for suffix in _FILES:
         if path.endswith(suffix):
             return path[: -len(suffix)]
     return path
+
+
+_strip_suffix = strip_suffix
 
 
 def save_checkpoint(directory, model_state, opt_state, state, extra_params=None):
@@ -88,7 +93,7 @@ def _fsync(path, directory=False):
         os.close(fd)
 
 
-_PARTIAL = re.compile(r"(.+)\.(tmp|old)-(\d+)$")
+_PARTIAL = re.compile(r"(.+)\.(tmp|old|del)-(\d+)$")
 
 
 def _pid_alive(pid):
@@ -118,13 +123,33 @@ def recover_partial(arch_dir):
         if not m or not os.path.isdir(path) or _pid_alive(int(m.group(3))):
             continue
         target = os.path.join(arch_dir, m.group(1))
-        if m.group(2) == "old" and not os.path.exists(target) and is_complete(path):
+        if m.group(2) == "del":                 # a kill while an old checkpoint was removed
+            shutil.rmtree(path, ignore_errors=True)
+            actions.append(f"finished removing {path}")
+        elif m.group(2) == "old" and not os.path.exists(target) and is_complete(path):
             os.replace(path, target)
             actions.append(f"restored {target} from {name}")
         else:
             shutil.rmtree(path, ignore_errors=True)
             actions.append(f"removed incomplete {path}")
     return actions
+
+
+def remove_checkpoint(directory):
+    """Remove a checkpoint directory without ever leaving a partial one under its name: it is
+    renamed to ``<name>.del-<pid>`` (atomic) first, which ``recover_partial`` finishes
+    removing if a kill interrupts the deletion."""
+    doomed = f"{directory}.del-{os.getpid()}"
+    os.replace(directory, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def epoch_checkpoints(arch_dir):
+    """{epoch: directory} of the ``<epoch>/`` checkpoint directories under ``arch_dir``."""
+    if not os.path.isdir(arch_dir):
+        return {}
+    return {int(d): os.path.join(arch_dir, d) for d in os.listdir(arch_dir)
+            if re.fullmatch(r"\d+", d) and os.path.isdir(os.path.join(arch_dir, d))}
 
 
 def is_complete(directory):

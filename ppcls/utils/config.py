@@ -229,6 +229,10 @@ SCHEMA = {
         "temperature": Float(1.0, help="KL only: softmax temperature T (> 0), loss x T^2"),
         "label_weight": Float(0.0, min=0.0, max=1.0, help="(1 - w) * distill + w * label loss"),
     }),
+    # long runs (README "Multi-node"): disk bound, batch-size-scaled lr
+    "keep_checkpoints": Int(10, min=0, help="newest epoch checkpoints kept; 0 keeps all"),
+    "auto_scale_lr": Bool(False, help="scale the lr linearly when TRAIN.batch_size differs "
+                          "from the recipe file's"),
     "LEARNING_RATE": Section({"function": Str(required=True), "params": AnyDict({})},
                              required=True),
     "OPTIMIZER": Section({"function": Str(required=True), "params": AnyDict({}),
