@@ -4,9 +4,10 @@ The recipes are written below in release/2.0's key layout, keys and values as it
 them (4-space indents, quoted strings, ``ls_epsilon: -1``, DecodeImage's ``to_np`` and
 ``channel_first``, ``scale: 1./255.`` and ``1.0/255.0``, ``order: ''``, RandomErasing after
 ToCHWImage): plain ResNet18/ResNet50/ResNeXt50_32x4d/MobileNetV2 and the ResNet50 of each
-augmentation of configs/DataAugment, plus FmixOperator, which release/2.0 ships without a recipe.
+augmentation of configs/DataAugment, plus FmixOperator, which release/2.0 ships without a recipe,
+and the SSLD distillation form (``use_distillation: True``, ``<Teacher>_distill_<Student>``).
 
-To add a kind (e.g. distillation), add an entry to RECIPES: the parts that differ from the plain
+To add a kind, add an entry to RECIPES: the parts that differ from the plain
 ResNet50 recipe (the arguments of ``release_recipe``), and optionally ``counts`` (an operator
 whose calls in the training path are counted), ``notes`` (log lines the run must print) and
 ``overrides`` (a function of the run's output directory returning extra ``-o`` values, e.g. a
@@ -160,9 +161,28 @@ RECIPES = {
     "ResNet50_Fmix": dict(use_mix=True, mix=mix("FmixOperator", alpha=1, decay_power=3,
                                                 max_soft="0.", reformulate=False),
                           counts="FmixOperator"),
+    # release/2.0's SSLD form (its recipe distills ResNet50_vd into MobileNetV3, which are not
+    # registered here; the same keys with two registered models): use_distillation, the pair
+    # name, the teacher's weights as pretrained_model
+    "ResNet50_distill_MobileNetV2": dict(arch="ResNet50_distill_MobileNetV2",
+                                         top="use_distillation: True\n",
+                                         overrides=lambda out: [f"pretrained_model={_teacher(out)}"],
+                                         notes=["distillation: teacher ResNet50 loaded from"]),
 }
 
-EVAL_RECIPE = "ResNet18"        # keeps the default oneDNN evaluation; tools/eval.py runs on it
+EVAL_RECIPE = "ResNet18"
+
+
+def _teacher(out_dir):
+    """A ResNet50 teacher's weights (10 classes) for the distillation recipe: the path a
+    release/2.0 user gives as pretrained_model. Random weights: the run's mechanics are tested."""
+    import paddle
+    from ppcls.modeling import build_model
+    os.makedirs(out_dir, exist_ok=True)
+    prefix = os.path.join(str(out_dir), "teacher_ResNet50")
+    if not os.path.isfile(prefix + ".pdparams"):
+        paddle.save(build_model("ResNet50", class_dim=10).state_dict(), prefix + ".pdparams")
+    return prefix        # keeps the default oneDNN evaluation; tools/eval.py runs on it
 
 
 def recipe_text(name, **size):
