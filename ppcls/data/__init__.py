@@ -82,10 +82,8 @@ def per_device_batch(global_batch, world_size, section):
 
 
 def _init_worker(trainer_pid, worker_id):
-    """A loader worker runs OpenCV on one thread (the workers already keep the cores busy;
-    more threads per worker only contend) and ends with the trainer."""
-    import cv2
-    cv2.setNumThreads(1)
+    """A loader worker ends with the trainer. (It runs OpenCV on one thread: the Loader forks
+    it with OpenCV set so, see loader.single_threaded_opencv.)"""
     _end_with_trainer(trainer_pid)
 
 

@@ -148,8 +148,11 @@ class LoaderCase:
         return n * self.batch_size, dt, (cpu1 - cpu0) if cpu0 is not None and cpu1 is not None else None
 
     def _cpu(self):
+        pids = getattr(self.loader, "worker_pids", None)
+        if pids is None:
+            return None
         total = time.process_time()
-        for pid in self.loader.worker_pids:
+        for pid in pids:
             try:
                 with open(f"/proc/{pid}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
@@ -160,7 +163,8 @@ class LoaderCase:
 
     def close(self):
         self.it = None
-        self.loader.close()
+        if hasattr(self.loader, "close"):
+            self.loader.close()
 
 
 class _Endless:
