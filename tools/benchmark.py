@@ -13,16 +13,18 @@ GFLOP/s and its fraction of this machine's measured SGEMM peak.
 Modes and backends: train (dygraph: the engine's TrainStep with the recipe's optimizer);
 eval / infer with dygraph, static (the engine's oneDNN-predictor eval), paddle_inference (an
 exported model, as tools/infer.py runs it), onnxruntime (paddle2onnx + ONNX Runtime, if
-installed). Inputs are synthetic (random) batches; --mode data measures the input pipeline
-instead: images/s per core of the recipe's TRAIN and VALID per-sample pipelines next to the
-decode-only ceiling (cv2.imdecode of the same files), and the training DataLoader with 1..cores
-workers (--workers), on the photo folder of `tools/prepare_demo_data.py --photos 512 --out
-dataset/photos` (--data DIR for another folder of images). Training FLOPs = 3 x forward. THREADS 'default' runs a dygraph case in a child
-process with Paddle's own defaults (one intra-op thread, none of the cpu_env switches such as
-MKL_DEBUG_CPU_TYPE): the baseline the speed targets are stated against. --compare cases run
-interleaved (one iteration of each in turn), so their ratios hold even when the machine is
-busy; the ratio column is relative to the first row of the same mode; the load average is
-printed with the results.
+installed). Inputs are synthetic (random) batches. Training FLOPs = 3 x forward. THREADS
+'default' runs a dygraph case in a child process with Paddle's own defaults (one intra-op
+thread, none of the cpu_env switches such as MKL_DEBUG_CPU_TYPE): the baseline the speed
+targets are stated against. --compare cases run interleaved (one iteration of each in turn), so
+their ratios hold even when the machine is busy; the ratio column is relative to the first row
+of the same mode; the load average is printed with the results.
+
+--mode data measures the input pipeline instead (ppcls/analysis/benchmark/data.py): images/s
+per core of the recipe's TRAIN and VALID per-sample pipelines next to the decode-only ceiling
+(cv2.imdecode of the same files), and the training DataLoader with 1..cores workers
+(--workers), on the photo folder of `tools/prepare_demo_data.py --photos 512` (dataset/photos;
+--data DIR for another folder of images), with issue 18's targets.
 """
 import argparse
 import json
@@ -40,7 +42,9 @@ CPU_ENV = prepare_cpu_env()          # before paddle is imported
 
 def parser():
     p = argparse.ArgumentParser(description="Images/s, GFLOP/s and %% of SGEMM peak of a model's "
-                                            "training, evaluation and inference paths.",
+                                            "training, evaluation and inference paths; "
+                                            "--mode data: images/s per core of a recipe's "
+                                            "input pipeline.",
                                 epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-a", "--arch", help="registered model name, e.g. DLA60 (train/eval/infer)")
     p.add_argument("-c", "--config", help="--mode data: the recipe whose TRAIN and VALID "

@@ -244,6 +244,9 @@ class _WorkerPool:
         self.gen += 1
         gen, sent, done, pending, exhausted = self.gen, 0, 0, {}, False
         while True:
+            if gen != self.gen:
+                raise RuntimeError("this pass over the loader was left for a newer one (a new "
+                                   "iter() of the same loader); it cannot be resumed")
             while not exhausted and self.free:
                 try:
                     indices = next(batches)
@@ -310,7 +313,7 @@ class _WorkerPool:
                else f"exited with code {code}")
         hint = ""
         if code == -signal.SIGBUS:
-            hint = "; shared memory is full: enlarge /dev/shm (docker: --shm-size) or lower batch_size"
+            hint = "; out of shared memory? lower batch_size or num_workers"
         elif code == -signal.SIGKILL:
             hint = "; out of memory? lower num_workers or batch_size"
         raise LoaderWorkerError(f"loader worker {w} (pid {self.procs[w].pid}) {how}{hint}")
