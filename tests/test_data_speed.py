@@ -327,6 +327,13 @@ def test_persistent_workers_get_each_epochs_seeds_after_a_pass_left_early(digits
             for x, y in zip(a, b):
                 _same(x, y, epoch)
         assert loader.worker_pids == pids
+    first = iter(loader)
+    next(first)
+    second = iter(loader)
+    next(second)                                    # a new pass supersedes the first
+    with pytest.raises(RuntimeError, match="left for a newer one"):
+        next(first)
+    assert len(list(second)) == len(loader) - 1
     loader.close()
     for pid in pids:
         _wait_gone(pid)

@@ -37,6 +37,10 @@ class LoaderWorkerError(RuntimeError):
     """A loader worker died, or failed with an error that could not be passed on as it was."""
 
 
+class SupersededPass(RuntimeError):
+    """Resuming a pass after a newer one began (the workers serve the newest only)."""
+
+
 class _WorkerTraceback(Exception):
     """The traceback of an error raised in a worker (shown as the cause of the re-raised one)."""
 
@@ -245,8 +249,8 @@ class _WorkerPool:
         gen, sent, done, pending, exhausted = self.gen, 0, 0, {}, False
         while True:
             if gen != self.gen:
-                raise RuntimeError("this pass over the loader was left for a newer one (a new "
-                                   "iter() of the same loader); it cannot be resumed")
+                raise SupersededPass("this pass over the loader was left for a newer one (a new "
+                                     "iter() of the same loader); it cannot be resumed")
             while not exhausted and self.free:
                 try:
                     indices = next(batches)
@@ -372,8 +376,8 @@ class Loader:
         try:
             yield from batches
         except BaseException as e:
-            if not isinstance(e, GeneratorExit):  # a failed pass: the workers go with it
-                self.close()
+            if not isinstance(e, (GeneratorExit, SupersededPass)):   # a failed pass: the
+                self.close()                                          # workers go with it
             raise
 
     def _in_process(self):
