@@ -9,11 +9,12 @@ fine-tuning demo. ``--train_per_class N`` keeps only N training images per digit
 images stay the same 359): the small training set of the comparison demo, where differences
 between models show.
 
-  python tools/prepare_demo_data.py --photos 512 --out dataset/photos [--photo_size 500x375]
+  python tools/prepare_demo_data.py --photos 512 [--out dataset/photos] [--photo_size 500x375]
 
 writes instead a folder of ImageNet-sized synthetic JPEG photographs (smooth colour fields,
 edges and sensor-like noise, quality 90, ~50-100 KB each, ImageFolder layout with 8 classes and
-the same list files): the data-loading measurement of docs/speed.md (decode + crop cost).
+the same list files), by default to dataset/photos: the data-loading measurement of
+docs/speed.md and `tools/benchmark.py --mode data` (decode + crop cost).
 """
 import argparse
 import os
@@ -92,7 +93,7 @@ def prepare_photos(out, count=512, size=(500, 375), classes=8, val_fraction=0.2,
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="dataset/digits")
+    p.add_argument("--out", default=None, help="default dataset/digits (--photos: dataset/photos)")
     p.add_argument("--digits", default="0-9", help="which digits, e.g. 0-9, 0-4 or 5,6,7")
     p.add_argument("--val_fraction", type=float, default=0.2)
     p.add_argument("--train_per_class", type=int, default=None,
@@ -101,6 +102,8 @@ def main():
                    help="write this many synthetic JPEG photographs instead of the digits")
     p.add_argument("--photo_size", default="500x375", help="WxH of --photos (default 500x375)")
     args = p.parse_args()
+    if args.out is None:
+        args.out = "dataset/photos" if args.photos else "dataset/digits"
     if args.photos:
         try:
             w, h = (int(v) for v in args.photo_size.lower().split("x"))

@@ -8,6 +8,8 @@ import numpy as np
 import paddle
 
 from .dataset import ClassificationDataset, DatasetError, class_names, read_label_list  # noqa: F401
+from .loader import Loader, LoaderWorkerError, fork_available  # noqa: F401
+from .tensors import to_tensors
 from .mix import BatchMixer  # noqa: F401
 from .transforms import check_pipeline
 
@@ -79,7 +81,13 @@ def per_device_batch(global_batch, world_size, section):
     return global_batch // world_size
 
 
-def _end_with_trainer(trainer_pid, worker_id):
+def _init_worker(trainer_pid, worker_id):
+    """A loader worker ends with the trainer. (It runs OpenCV on one thread: the Loader forks
+    it with OpenCV set so, see loader.single_threaded_opencv.)"""
+    _end_with_trainer(trainer_pid)
+
+
+def _end_with_trainer(trainer_pid):
     """Loader workers get SIGKILL when the trainer dies. After a kill (OOM killer, preemption,
     a distributed peer's failure) they would otherwise linger, blocked on a queue that nobody
     reads, holding memory. Linux only; elsewhere a no-op."""
@@ -113,11 +121,23 @@ def build_dataloader(section_cfg, section, classes_num, train, seed=0, rank=0, w
                            f"{section_cfg['batch_size']}; lower {section}.batch_size")
     sampler = EpochBatchSampler(len(dataset), batch, rank, world_size, shuffle=train,
                                 drop_last=train, seed=section_cfg["shuffle_seed"])
-    loader = paddle.io.DataLoader(dataset, batch_sampler=sampler, places=places,
-                                  num_workers=section_cfg["num_workers"],
-                                  use_shared_memory=section_cfg["num_workers"] > 0,
-                                  worker_init_fn=functools.partial(_end_with_trainer, os.getpid()),
-                                  return_list=True)
+    return make_loader(dataset, sampler, section_cfg["num_workers"], places), dataset, sampler
+
+
+def make_loader(dataset, batch_sampler, num_workers, places=None):
+    """The loader of ``dataset`` (a ClassificationDataset) as training and evaluation use it:
+    ppcls.data.loader.Loader (persistent workers, shared-memory slots), batches of tensors with
+    the images normalised once per batch when the dataset defers it. Where processes cannot be
+    forked (Windows), paddle's DataLoader with the same batches."""
+    place = places[0] if isinstance(places, (list, tuple)) else places
+    init = functools.partial(_init_worker, os.getpid())
+    if num_workers == 0 or fork_available():
+        return Loader(dataset, batch_sampler, num_workers,
+                      functools.partial(to_tensors, dataset.batch_normalize, place),
+                      worker_init_fn=init)
+    loader = paddle.io.DataLoader(dataset, batch_sampler=batch_sampler, places=places,
+                                  num_workers=num_workers, use_shared_memory=True,
+                                  worker_init_fn=init, return_list=True)
     if dataset.batch_normalize is not None:
         loader = NormalizedBatches(loader, dataset.batch_normalize)
-    return loader, dataset, sampler
+    return loader

@@ -17,6 +17,7 @@ import numpy as np
 import paddle
 
 from ..utils.errors import UserError
+from .loader import worker_id
 from .transforms import BadImageError, apply_transforms, build_transforms, split_batch_normalize
 
 logger = logging.getLogger("ppcls")
@@ -219,7 +220,7 @@ class ClassificationDataset(paddle.io.Dataset):
                 return img, np.int64(label), np.int64(index), np.int64(skipped)
             except (BadImageError, OSError) as e:
                 skipped += 1
-                if paddle.io.get_worker_info() is None:   # workers: the trainer reports it
-                    self.report_bad(i, str(e))
+                if paddle.io.get_worker_info() is None and worker_id() is None:
+                    self.report_bad(i, str(e))          # in a worker: the trainer reports it
         raise DatasetError(f"{self.data_dir}: 50 consecutive images failed to load near index "
                            f"{index}; check the dataset with tools/check_dataset.py")

@@ -21,6 +21,9 @@ INTERPOLATIONS = {
 }
 
 
+_IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
+
+
 class BadImageError(ValueError):
     """An image that cannot be decoded (truncated, empty, not an image)."""
 
@@ -58,6 +61,8 @@ def jpeg_truncated(data):
     before the main image's scans begin.)"""
     if data[:3] != b"\xff\xd8\xff":
         return False
+    if data[-2:] == b"\xff\xd9":     # the usual case: no need to search the scans backwards
+        return False
     return data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
 
 
@@ -77,14 +82,18 @@ class DecodeImage:
         if jpeg_truncated(data):
             raise BadImageError("truncated JPEG (no end-of-image marker)")
         buf = np.frombuffer(data, dtype=np.uint8)
-        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        # RGB straight from the decoder (OpenCV >= 4.11; libjpeg-turbo writes RGB at no cost)
+        # or a cvtColor swap: the same pixels as the former img[:, :, ::-1] copy, which took
+        # as long as the decoding itself (tests/test_data_speed.py, docs/speed.md).
+        rgb_flag = _IMREAD_RGB if self.to_rgb else None
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR if rgb_flag is None else rgb_flag)
         if img is None:
             raise BadImageError("cannot decode image (truncated, corrupt or not an image)")
-        if self.to_rgb:
-            img = img[:, :, ::-1]
+        if self.to_rgb and rgb_flag is None:
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
         if self.channel_first:
-            img = img.transpose((2, 0, 1))
-        return np.ascontiguousarray(img)
+            img = np.ascontiguousarray(img.transpose((2, 0, 1)))
+        return img
 
 
 class ResizeImage:
@@ -188,9 +197,38 @@ class NormalizeImage:
         self.std = np.array(std, dtype=np.float32).reshape(shape)
         self.mul = (self.scale / self.std).astype(np.float32)
         self.sub = (self.mean / self.std).astype(np.float32)
+        self.chw = order == "chw"
+        self.lut = normalize_table(self.mul, self.sub)
+        self.lut_hwc = None if self.lut is None else np.ascontiguousarray(self.lut.T[None])
 
     def __call__(self, img):
+        if self.lut is not None and img.dtype == np.uint8 and img.ndim == 3:
+            if not self.chw and img.shape[2] == 3:
+                return cv2.LUT(img, self.lut_hwc)
+            if self.chw and img.shape[0] == 3:
+                return lut_planes(img, self.lut)
         return img.astype(np.float32) * self.mul - self.sub
+
+
+def normalize_table(mul, sub):
+    """(3, 256) float32: ``v * mul[c] - sub[c]`` for every uint8 value v, computed with the same
+    float32 operations as ``img.astype(np.float32) * mul - sub``, so a lookup gives the very
+    same numbers in one pass instead of three. None unless there are 3 channels."""
+    if mul.size != 3 or sub.size != 3:
+        return None
+    values = np.arange(256, dtype=np.float32)[None, :]
+    return values * mul.reshape(3, 1) - sub.reshape(3, 1)
+
+
+def lut_planes(img, lut, out=None):
+    """uint8 (..., 3, H, W) -> float32 through the per-channel tables ``lut`` (3, 256), into
+    ``out`` when given."""
+    out = np.empty(img.shape, np.float32) if out is None else out
+    planes, outs = img.reshape(-1, 3, *img.shape[-2:]), out.reshape(-1, 3, *img.shape[-2:])
+    for n in range(planes.shape[0]):
+        for c in range(3):
+            cv2.LUT(planes[n, c], lut[c], dst=outs[n, c])
+    return out
 
 
 class ToCHWImage:
@@ -306,10 +344,13 @@ class BatchNormalize:
     def __init__(self, normalize):
         self.mul = normalize.mul.reshape(1, 3, 1, 1)
         self.sub = normalize.sub.reshape(1, 3, 1, 1)
+        self.lut = normalize_table(self.mul, self.sub)
         self._consts = {}
 
     def __call__(self, images):
         import paddle
+        if images.place.is_cpu_place():       # Paddle's CPU kernels: ~25x slower than the table
+            return paddle.to_tensor(self.numpy(images.numpy()), place=images.place)
         key = str(images.place)
         if key not in self._consts:
             self._consts[key] = (paddle.to_tensor(self.mul, place=images.place),
@@ -317,8 +358,15 @@ class BatchNormalize:
         mul, sub = self._consts[key]
         return paddle.cast(images, "float32") * mul - sub
 
-    def numpy(self, images):
-        return images.astype(np.float32) * self.mul - self.sub
+    def numpy(self, images, out=None):
+        """The same values from NumPy images, into the float32 array ``out`` when given."""
+        if images.dtype == np.uint8 and images.ndim == 4 and images.shape[1] == 3:
+            return lut_planes(images, self.lut, out)
+        values = images.astype(np.float32) * self.mul - self.sub
+        if out is None:
+            return values
+        out[...] = values
+        return out
 
 
 def split_batch_normalize(ops):
