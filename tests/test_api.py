@@ -204,6 +204,8 @@ def test_load_config_and_export_errors(tmp_path):
         ppcls.export(cfg, crop=32)
     with pytest.raises(InferenceError, match="export needs weights"):
         ppcls.export(cfg, out_dir=str(tmp_path / "x"))
+    import paddle
+    paddle.seed(0)
     model = ppcls.build_model("DLA46_c", class_dim=4)
     with pytest.raises(InferenceError, match="a Layer is exported with its current parameters"):
         ppcls.export(model, weights="w")
@@ -212,15 +214,17 @@ def test_load_config_and_export_errors(tmp_path):
     assert not (tmp_path / "y").exists()
     # a Layer exports with its current parameters; its class count is its output width
     model.train()
+    # logits, not softmax: DLA's official classifier init gives a random model logits in the
+    # hundreds, where the softmax of two float32 paths differs by more than any fixed atol
     out = ppcls.export(model, out_dir=tmp_path / "layer", resize_short=32, crop=32,
-                       labels=["a", "b", "c", "d"])
+                       labels=["a", "b", "c", "d"], softmax=False)
     assert out == str(tmp_path / "layer") and model.training      # its mode is restored
-    import paddle
     from ppcls.inference import Predictor
     pred = Predictor(out, cpu_threads=1)
     x = np.random.RandomState(0).standard_normal([2, 3, 32, 32]).astype("float32")
     model.eval()
     with paddle.no_grad():
-        ref = paddle.nn.functional.softmax(model(paddle.to_tensor(x)), axis=-1).numpy()
+        ref = model(paddle.to_tensor(x)).numpy()
     assert pred.labels == ["a", "b", "c", "d"] and pred.info["Global"]["weights"] == ""
-    np.testing.assert_allclose(pred.run(x), ref, atol=1e-5)
+    got = pred.run(x)
+    assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max(), (got, ref)   # the export check's bound
