@@ -32,6 +32,8 @@ for path in "$DATA_DIR" "${DATA_DIR}train_list.txt" "${DATA_DIR}val_list.txt"; d
     fi
 done
 
+# Paddle's launcher warns at import about a C++ build cache it never uses (README "Quiet logs")
+export PYTHONWARNINGS="ignore:No ccache found${PYTHONWARNINGS:+,$PYTHONWARNINGS}"
 exec "$PYTHON" -m paddle.distributed.launch --gpus="$GPUS" --log_dir ./log tools/train.py \
     -c ./configs/DLA/DLA60_best.yaml \
     -o TRAIN.data_dir="$DATA_DIR" \
