@@ -52,3 +52,20 @@ def tiny_cfg(digits_dir, tmp_path):
                      *extra]
         return load_config(os.path.join(ROOT, "configs/quick_start/DLA46_c_digits.yaml"), overrides)
     return make
+
+
+class _RunsCode:
+    """Unpickling it runs ``touch pwned`` in the working directory."""
+
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def write_code_running_pdparams(path):
+    """A .pdparams pickle that would run a shell command when loaded without a check; the tests
+    chdir to tmp_path and assert that no ``pwned`` file appears."""
+    import pickle
+    import numpy as np
+    with open(path, "wb") as f:
+        pickle.dump({"fc.weight": np.zeros(2, np.float32), "x": _RunsCode()}, f, protocol=2)
+    return str(path)

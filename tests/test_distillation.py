@@ -414,83 +414,6 @@ def test_mixup_with_hinton_kl_a_label_part_and_accumulation_trains(tiny_cfg, tea
     assert "distillation loss: KL at temperature 2 x 0.5 + cross-entropy x 0.5" in capsys.readouterr().out
 
 
-RELEASE_2_0_RECIPE = """\
-mode: 'train'
-ARCHITECTURE:
-    name: '{pair}'
-
-pretrained_model: "{teacher}"
-model_save_dir: "{out}"
-classes_num: 10
-total_images: 64
-save_interval: 1
-validate: True
-valid_interval: 1
-epochs: 1
-topk: 5
-image_shape: [3, 32, 32]
-
-use_distillation: True
-
-LEARNING_RATE:
-    function: 'Cosine'
-    params:
-        lr: 0.0125
-
-OPTIMIZER:
-    function: 'Momentum'
-    params:
-        momentum: 0.9
-    regularizer:
-        function: 'L2'
-        factor: 0.00007
-
-TRAIN:
-    batch_size: 32
-    num_workers: 0
-    file_list: "{train_list}"
-    data_dir: "{data}"
-    shuffle_seed: 0
-    transforms:
-        - DecodeImage:
-            to_rgb: True
-            to_np: False
-            channel_first: False
-        - RandCropImage:
-            size: 32
-        - RandFlipImage:
-            flip_code: 1
-        - NormalizeImage:
-            scale: 1./255.
-            mean: [0.485, 0.456, 0.406]
-            std: [0.229, 0.224, 0.225]
-            order: ''
-        - ToCHWImage:
-
-VALID:
-    batch_size: 20
-    num_workers: 0
-    file_list: "{val_list}"
-    data_dir: "{data}"
-    shuffle_seed: 0
-    transforms:
-        - DecodeImage:
-            to_rgb: True
-            to_np: False
-            channel_first: False
-        - ResizeImage:
-            resize_short: 36
-        - CropImage:
-            size: 32
-        - NormalizeImage:
-            scale: 1.0/255.0
-            mean: [0.485, 0.456, 0.406]
-            std: [0.229, 0.224, 0.225]
-            order: ''
-        - ToCHWImage:
-"""
-
-
 def test_a_release_2_0_distillation_recipe_runs_through_tools_train(digits_dir, teacher_file,
                                                                     tmp_path):
     """release/2.0's key layout (configs/quick_start/R50_vd_distill_MV3_large_x1_0.yaml there),
@@ -501,13 +424,18 @@ def test_a_release_2_0_distillation_recipe_runs_through_tools_train(digits_dir, 
             lines = [line for line in f if line.strip()]
         lists[split] = tmp_path / f"{split}.txt"
         lists[split].write_text("".join(lines[:: len(lines) // n][:n]))
+    from test_paddleclas_recipes import release_recipe
     recipe = tmp_path / "ResNet18_distill_DLA46_c.yaml"
-    recipe.write_text(RELEASE_2_0_RECIPE.format(
-        pair=PAIR, teacher=teacher_file, out=tmp_path / "output", data=digits_dir,
-        train_list=lists["train"], val_list=lists["val"]))
+    recipe.write_text(release_recipe(PAIR, top="use_distillation: True\n", epochs=1, size=32,
+                                     resize_short=36, pretrained_model=f'"{teacher_file}"'))
+    overrides = [f"TRAIN.data_dir={digits_dir}", f"TRAIN.file_list={lists['train']}",
+                 f"VALID.data_dir={digits_dir}", f"VALID.file_list={lists['val']}",
+                 "classes_num=10", f"model_save_dir={tmp_path / 'output'}",
+                 "TRAIN.batch_size=32", "VALID.batch_size=20",          # the 64 images
+                 "TRAIN.num_workers=0", "VALID.num_workers=0", "cpu_threads=1"]
     r = subprocess.run([sys.executable, os.path.join(ROOT, "tools/train.py"), "-c", str(recipe),
-                        "-o", "cpu_threads=1"], capture_output=True, text=True, timeout=600,
-                       cwd=tmp_path)
+                        *[a for o in overrides for a in ("-o", o)]],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
     log = r.stdout + r.stderr
     assert r.returncode == 0, log[-3000:]
     assert f"distillation: teacher ResNet18 loaded from {teacher_file}" in log

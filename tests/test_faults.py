@@ -21,7 +21,7 @@ import paddle
 import pytest
 
 import ppcls.engine.run_state as run_state_mod
-from conftest import write_list
+from conftest import write_code_running_pdparams, write_list
 from ppcls.engine.errors import TrainingError
 from ppcls.engine.train import train
 from ppcls.utils import checkpoint as ckpt
@@ -627,17 +627,10 @@ def test_a_pytorch_pickle_with_code_is_refused(tmp_path):
     assert load_source(str(tmp_path / "ok.pth"))["conv.weight"].sum().item() == 4
 
 
-class _RunsCode:
-    def __reduce__(self):
-        return (os.system, ("touch pwned",))
-
-
 def test_a_weights_pickle_that_would_run_code_is_refused(tmp_path, monkeypatch):
     """paddle.load unpickles without limits; weights files are checked first."""
-    import pickle
     monkeypatch.chdir(tmp_path)
-    with open(tmp_path / "evil.pdparams", "wb") as f:
-        pickle.dump({"fc.weight": np.zeros(2, np.float32), "x": _RunsCode()}, f, protocol=2)
+    write_code_running_pdparams(tmp_path / "evil.pdparams")
     with pytest.raises(ckpt.CheckpointError, match=r"^refusing to load .*evil\.pdparams: it calls "
                        r"(posix|os)\.system when unpickled"):
         ckpt.load_params_file(str(tmp_path / "evil"))

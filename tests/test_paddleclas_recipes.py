@@ -45,6 +45,13 @@ COSINE = """    function: 'Cosine'
         lr: 0.1"""
 
 
+DECODE = """        - DecodeImage:
+            to_rgb: True
+            to_np: False
+            channel_first: False
+"""          # as release/2.0 writes it, in TRAIN and VALID
+
+
 def release_recipe(arch="ResNet50", lr=COSINE, epochs=300, use_mix=False, top="",
                    pretrained_model='""', before_normalize="", after_normalize="", after_chw="",
                    mix="", size=224, resize_short=256):
@@ -88,11 +95,7 @@ TRAIN:
     data_dir: "./dataset/ILSVRC2012/"
     shuffle_seed: 0
     transforms:
-        - DecodeImage:
-            to_rgb: True
-            to_np: False
-            channel_first: False
-        - RandCropImage:
+{DECODE}        - RandCropImage:
             size: {size}
         - RandFlipImage:
             flip_code: 1
@@ -110,11 +113,7 @@ VALID:
     data_dir: "./dataset/ILSVRC2012/"
     shuffle_seed: 0
     transforms:
-        - DecodeImage:
-            to_rgb: True
-            to_np: False
-            channel_first: False
-        - ResizeImage:
+{DECODE}        - ResizeImage:
             resize_short: {resize_short}
         - CropImage:
             size: {size}

@@ -14,6 +14,7 @@ import numpy as np
 import paddle
 import pytest
 
+from conftest import write_code_running_pdparams
 from parity import (FIXTURES, PADDLECLAS_FIXTURES, assert_logits_close, fixture_input, load_fixture,
                     official_state_dict)
 from test_rexnet import official_to_timm
@@ -461,17 +462,10 @@ def test_static_graph_archives_are_refused(tmp_path):
             load_source(str(path))
 
 
-class _RunsCode:
-    def __reduce__(self):
-        return (os.system, ("touch pwned",))
-
-
 def test_pdparams_sources_keep_the_pickle_allow_list(tmp_path, monkeypatch):
-    import pickle
     from ppcls.convert import load_source
     monkeypatch.chdir(tmp_path)
-    with open(tmp_path / "evil.pdparams", "wb") as f:
-        pickle.dump({"fc.weight": np.zeros(2, np.float32), "x": _RunsCode()}, f, protocol=2)
+    write_code_running_pdparams(tmp_path / "evil.pdparams")
     with pytest.raises(ckpt.CheckpointError, match=r"refusing to load .*evil\.pdparams: it calls "
                                                    r"(posix|os)\.system"):
         load_source(str(tmp_path / "evil"))                   # a prefix, as pretrained_model takes

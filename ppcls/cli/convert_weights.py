@@ -58,6 +58,7 @@ def main():
     if not args.dst.endswith((".pdparams", ".safetensors")):
         raise SystemExit("error: --dst must end with .pdparams or .safetensors")
     from ppcls.convert import convert_checkpoint, load_source
+    from ppcls.utils.checkpoint import strip_suffix
     state, report = convert_checkpoint(args.arch, load_source(args.src), args.naming,
                                        args.class_dim, source=args.src)
     save_weights(state, args.dst)
@@ -67,7 +68,7 @@ def main():
     if held and held != arch:
         arch = f"{arch} (PaddleClas {held})"
     if report["no_conversion_needed"]:
-        as_is = _prefix(args.src) if args.src.endswith((".pdparams", ".safetensors")) else None
+        as_is = strip_suffix(args.src) if args.src.endswith((".pdparams", ".safetensors")) else None
         print(f"{arch}: no conversion needed, {args.src} already has this suite's names "
               f"({report['converted']} tensors checked against {report['arch']}, "
               f"{report['class_dim']} classes)"
@@ -77,11 +78,7 @@ def main():
         dropped = "; ".join(f"{n} {reason}" for reason, n in report["dropped"].items()) or "none"
         print(f"{arch}: converted {report['converted']} tensors ({report['class_dim']} classes) "
               f"from {args.src} to {args.dst}; skipped source keys: {dropped}")
-    print(f"use it with: -o pretrained_model={_prefix(args.dst)}")
-
-
-def _prefix(path):
-    return path[: -len(".pdparams")] if path.endswith(".pdparams") else path
+    print(f"use it with: -o pretrained_model={strip_suffix(args.dst)}")
 
 
 def cli_main():

@@ -165,7 +165,7 @@ def load_scored_weights(model, cfg):
     state = ckpt.load_params_file(path)
     try:
         usable, report = ckpt.fit_state_dict(model, student_state(state),
-                                             ckpt._strip_suffix(path) + ".pdparams")
+                                             ckpt.strip_suffix(path) + ".pdparams")
     except ckpt.CheckpointError as e:
         raise DistillationError(scored_weights_hint(cfg, str(e))) from None
     model.set_state_dict(usable)

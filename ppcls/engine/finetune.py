@@ -78,7 +78,7 @@ def load_pretrained_for_finetune(model, path, class_dim=None, logger=None):
     logger = logger or get_logger()
     head = classifier_keys(model, class_dim)
     state = ckpt.load_params_file(path)
-    usable, report = ckpt.fit_state_dict(model, state, ckpt._strip_suffix(path) + ".pdparams",
+    usable, report = ckpt.fit_state_dict(model, state, ckpt.strip_suffix(path) + ".pdparams",
                                          skip_mismatched_head=True, head_keys=head)
     own = model.state_dict()
     usable.update({k: own[k] for k, _ in report["reinitialised"]})   # keep the fresh classifier

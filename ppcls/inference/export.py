@@ -209,7 +209,7 @@ def _weights_file(weights):
         return ""
     if weights.endswith(".safetensors"):
         return os.path.abspath(weights)
-    return os.path.abspath(ckpt._strip_suffix(weights)) + ".pdparams"
+    return os.path.abspath(ckpt.strip_suffix(weights)) + ".pdparams"
 
 
 def _export_into(tmp, model, ops, label_names, model_name, softmax, onnx, opset, weights,

@@ -76,7 +76,7 @@ def load_model_for_export(arch, weights, class_dim=None, params=None, class_sour
     is None the checkpoint decides. Returns (model in eval mode, class count). A distillation
     checkpoint (``teacher.*``, ``student.*``) gives its student: ``arch`` is the student's."""
     state = student_state(ckpt.load_params_file(weights))
-    file = weights if weights.endswith(".safetensors") else ckpt._strip_suffix(weights) + ".pdparams"
+    file = weights if weights.endswith(".safetensors") else ckpt.strip_suffix(weights) + ".pdparams"
     heads = head_axes(arch, params)
     found = checkpoint_classes(state, heads)
     if found is not None:

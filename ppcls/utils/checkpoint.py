@@ -38,7 +38,6 @@ def strip_suffix(path):
     return path
 
 
-_strip_suffix = strip_suffix
 
 
 def save_checkpoint(directory, model_state, opt_state, state, extra_params=None):
@@ -227,7 +226,7 @@ def load_params_file(path):
             return load_file(path)
         except Exception as e:  # noqa: BLE001
             raise CheckpointError(f"cannot read {path} as safetensors ({type(e).__name__}: {e})") from None
-    prefix = _strip_suffix(path)
+    prefix = strip_suffix(path)
     file = prefix + ".pdparams"
     if not os.path.isfile(file):
         raise CheckpointError(f"weights file not found: {file} (give the path without the "
@@ -291,14 +290,14 @@ def fit_state_dict(model, state, source, skip_mismatched_head=False, head_keys=N
 def load_pretrained(model, path):
     """Load the weights file ``path`` (prefix or .safetensors) into ``model``; every key must fit."""
     state = load_params_file(path)
-    usable, report = fit_state_dict(model, state, _strip_suffix(path) + ".pdparams")
+    usable, report = fit_state_dict(model, state, strip_suffix(path) + ".pdparams")
     model.set_state_dict(usable)
     return report
 
 
 def load_checkpoint(prefix):
     """(model state, optimizer state or None, state dict) of a ``.../<epoch>/ppcls`` prefix."""
-    prefix = _strip_suffix(prefix)
+    prefix = strip_suffix(prefix)
     model_state = load_params_file(prefix)
     opt_state = None
     if os.path.isfile(prefix + ".pdopt"):
@@ -318,7 +317,7 @@ def load_checkpoint(prefix):
 
 def load_extra_params(prefix, name):
     """``<prefix>_<name>.pdparams`` of a checkpoint (e.g. the EMA weights) or None if absent."""
-    path = f"{_strip_suffix(prefix)}_{name}.pdparams"
+    path = f"{strip_suffix(prefix)}_{name}.pdparams"
     return load_params_file(path) if os.path.isfile(path) else None
 
 
