@@ -77,3 +77,14 @@ def test_pth_files_are_read_with_weights_only(tmp_path, monkeypatch):
     weights, report = convert_state_dict("DLA46_c", loaded, source=str(src))
     assert report["class_dim"] == 1000 and report["dropped"]
     assert "fc.weight" in weights
+
+
+def test_weights_of_another_family_are_one_line_naming_the_fix(tmp_path):
+    src = tmp_path / "dla.npz"
+    np.savez(src, **official_state_dict(load_fixture("dla46_c")))
+    r = convert(["-a", "ResNet18", "--src", str(src), "--dst", str(tmp_path / "o.pdparams")])
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert lines[0].startswith("error: ") and "does not fit ResNet" in lines[0]
+    assert "another architecture? Check -a" in lines[0] and "base_layer" in lines[0]
+    assert not (tmp_path / "o.pdparams").exists()

@@ -138,6 +138,13 @@ def match_to_model(model, renamed, source="checkpoint", transpose_linear=True):
     the source is in Paddle layout already), check that every key is used exactly once and
     every shape matches, else raise listing them all."""
     target = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    shared = sum(name in renamed for name in target)
+    if shared < len(target) // 10:      # another architecture: a list of every key helps nobody
+        raise ConversionError(
+            f"{source} does not fit {type(model).__name__}: only {shared} of its {len(target)} "
+            f"tensor names are in the file, whose {len(renamed)} tensors are named like "
+            f"{', '.join(sorted(renamed)[:3])}; are these weights of another architecture? "
+            f"Check -a (or ARCHITECTURE.name)")
     linear = linear_weight_names(model)
     out, problems = {}, []
     for name, shape in target.items():
